@@ -1,0 +1,5 @@
+//! The `lpexec-helper` binary: everything lives in the library.
+
+fn main() {
+    lpexec::helper::main()
+}
