@@ -128,7 +128,10 @@ impl Config {
         if let Some(sp) = raw.secure_path {
             let dirs = split_path(sp.get_ref());
             if dirs.is_empty() || sp.get_ref().split(':').any(|d| !d.starts_with('/')) {
-                diags.push(src.at(&sp.span(), "secure_path must be a ':'-separated list of absolute directories"));
+                diags.push(src.at(
+                    &sp.span(),
+                    "secure_path must be a ':'-separated list of absolute directories",
+                ));
             }
             cfg.secure_path = dirs;
         }
@@ -156,18 +159,34 @@ impl Config {
                 }),
                 None => Duration::from_secs(1800),
             };
-            cfg.approval = Some(Approval { url: a.url.into_inner(), trusted_keys: keys, wait_timeout });
+            cfg.approval = Some(Approval {
+                url: a.url.into_inner(),
+                trusted_keys: keys,
+                wait_timeout,
+            });
         }
         if let Some(r) = raw.recording {
             if let Some(dir) = r.dir {
-                if !dir.get_ref().starts_with('/') || dir.get_ref().contains("/../") || dir.get_ref().ends_with("/..") {
-                    diags.push(src.at(&dir.span(), "recording dir must be an absolute path without '..'"));
+                if !dir.get_ref().starts_with('/')
+                    || dir.get_ref().contains("/../")
+                    || dir.get_ref().ends_with("/..")
+                {
+                    diags.push(src.at(
+                        &dir.span(),
+                        "recording dir must be an absolute path without '..'",
+                    ));
                 }
                 cfg.recording.dir = PathBuf::from(dir.into_inner());
             }
             if let Some(g) = r.group {
                 if !names::is_valid_account_name(g.get_ref()) {
-                    diags.push(src.at(&g.span(), format!("recording group {:?} is not a valid group name", g.get_ref())));
+                    diags.push(src.at(
+                        &g.span(),
+                        format!(
+                            "recording group {:?} is not a valid group name",
+                            g.get_ref()
+                        ),
+                    ));
                 }
                 cfg.recording.group = Some(g.into_inner());
             }
@@ -177,7 +196,10 @@ impl Config {
                     "deny" => OnError::Deny,
                     "continue" => OnError::Continue,
                     other => {
-                        diags.push(src.at(&oe.span(), format!("on_error must be \"deny\" or \"continue\", not {other:?}")));
+                        diags.push(src.at(
+                            &oe.span(),
+                            format!("on_error must be \"deny\" or \"continue\", not {other:?}"),
+                        ));
                         OnError::Deny
                     }
                 };
@@ -192,12 +214,19 @@ impl Config {
                 }
             }
         }
-        if diags.is_empty() { Ok(cfg) } else { Err(Diags(diags)) }
+        if diags.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Diags(diags))
+        }
     }
 }
 
 fn split_path(s: &str) -> Vec<PathBuf> {
-    s.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect()
+    s.split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -252,13 +281,25 @@ struct RawSyslog {
 
 /// Checks `[[issuer]]` entries: names unique and usable as cache keys, URLs https (or http on
 /// loopback), absolute key/CA paths.
-pub fn check_issuers(src: &Source<'_>, raw: Vec<Spanned<RawIssuer>>, diags: &mut Vec<Diag>) -> Vec<Issuer> {
+pub fn check_issuers(
+    src: &Source<'_>,
+    raw: Vec<Spanned<RawIssuer>>,
+    diags: &mut Vec<Diag>,
+) -> Vec<Issuer> {
     let mut out: Vec<Issuer> = Vec::new();
     for spanned in raw {
         let i = spanned.into_inner();
         let name = i.name.get_ref();
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b)) {
-            diags.push(src.at(&i.name.span(), format!("issuer name {name:?} must be 1-64 characters of [A-Za-z0-9_-]")));
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+        {
+            diags.push(src.at(
+                &i.name.span(),
+                format!("issuer name {name:?} must be 1-64 characters of [A-Za-z0-9_-]"),
+            ));
         }
         if out.iter().any(|o| &o.name == name) {
             diags.push(src.at(&i.name.span(), format!("issuer {name:?} is defined twice")));
@@ -286,7 +327,9 @@ pub fn check_issuers(src: &Source<'_>, raw: Vec<Spanned<RawIssuer>>, diags: &mut
             audience: i.audience.unwrap_or_else(|| client_id.clone()),
             client_id,
             scopes: i.scopes.unwrap_or_else(|| {
-                ["openid", "email", "profile", "offline_access"].map(String::from).to_vec()
+                ["openid", "email", "profile", "offline_access"]
+                    .map(String::from)
+                    .to_vec()
             }),
             groups_claim: i.groups_claim.unwrap_or_else(|| "groups".to_string()),
             device_flow: i.device_flow.unwrap_or(true),
@@ -322,7 +365,9 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("URL {url:?} has no host"));
     }
     if !https && !is_loopback_host(host) {
-        return Err(format!("URL {url:?} must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"));
+        return Err(format!(
+            "URL {url:?} must use https:// (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)"
+        ));
     }
     Ok(())
 }
@@ -340,7 +385,11 @@ fn is_loopback_host(host: &str) -> bool {
 /// Parses `ed25519:<base64url>` into the raw 32-byte key.
 pub fn parse_public_key(s: &str) -> Result<[u8; 32], String> {
     use base64::Engine;
-    let bad = || format!("trusted key {s:?} must be \"ed25519:\" followed by a base64url-encoded 32-byte key");
+    let bad = || {
+        format!(
+            "trusted key {s:?} must be \"ed25519:\" followed by a base64url-encoded 32-byte key"
+        )
+    };
     let b64 = s.strip_prefix("ed25519:").ok_or_else(bad)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b64.trim_end_matches('='))
@@ -367,7 +416,8 @@ mod tests {
 
     #[test]
     fn full_example_parses() {
-        let c = parse(r#"
+        let c = parse(
+            r#"
 secure_path = "/usr/bin:/bin"
 [[issuer]]
 name = "corp"
@@ -392,7 +442,9 @@ record_input = true
 on_error = "continue"
 [syslog]
 facility = "local3"
-"#).unwrap();
+"#,
+        )
+        .unwrap();
         assert_eq!(c.issuers.len(), 2);
         assert_eq!(c.issuers[0].audience, "lpexec");
         assert_eq!(c.issuers[1].url, "http://127.0.0.1:9999");
@@ -405,7 +457,10 @@ facility = "local3"
     fn unknown_keys_name_the_line() {
         let e = parse("secure_path = \"/bin\"\n[recording]\nrecord_inptu = true\n").unwrap_err();
         let s = e.to_string();
-        assert!(s.starts_with("/etc/lpexec/lpexec.toml:3:1: unknown field `record_inptu`"), "{s}");
+        assert!(
+            s.starts_with("/etc/lpexec/lpexec.toml:3:1: unknown field `record_inptu`"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -417,19 +472,26 @@ facility = "local3"
         assert!(check_url("http://127.0.0.1.evil.com").is_err());
         assert!(check_url("https://user@host").is_err());
         assert!(check_url("ftp://x").is_err());
-        let e = parse("[[issuer]]\nname = \"c\"\nurl = \"http://id.example.com\"\nclient_id = \"x\"\n").unwrap_err();
+        let e =
+            parse("[[issuer]]\nname = \"c\"\nurl = \"http://id.example.com\"\nclient_id = \"x\"\n")
+                .unwrap_err();
         assert!(e.to_string().contains(":3:7: issuer \"c\": URL"), "{e}");
     }
 
     #[test]
     fn collects_every_problem() {
-        let e = parse("[recording]\non_error = \"maybe\"\ngroup = \"a b\"\n[syslog]\nfacility = \"kern\"\n").unwrap_err();
+        let e = parse(
+            "[recording]\non_error = \"maybe\"\ngroup = \"a b\"\n[syslog]\nfacility = \"kern\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
     }
 
     #[test]
     fn bad_trusted_keys() {
-        let e = parse("[approval]\nurl = \"https://a\"\ntrusted_keys = [\"ed25519:abc\", \"rsa:x\"]\n").unwrap_err();
+        let e =
+            parse("[approval]\nurl = \"https://a\"\ntrusted_keys = [\"ed25519:abc\", \"rsa:x\"]\n")
+                .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
     }
 }

@@ -22,7 +22,14 @@ impl fmt::Display for Diag {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.msg)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.msg)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.msg
+            )
         }
     }
 }
@@ -64,17 +71,33 @@ impl Source<'_> {
 
     pub fn at(&self, span: &Range<usize>, msg: impl Into<String>) -> Diag {
         let (line, col) = self.line_col(span.start);
-        Diag { file: self.path.to_path_buf(), line, col, msg: msg.into() }
+        Diag {
+            file: self.path.to_path_buf(),
+            line,
+            col,
+            msg: msg.into(),
+        }
     }
 
     pub fn whole(&self, msg: impl Into<String>) -> Diag {
-        Diag { file: self.path.to_path_buf(), line: 0, col: 0, msg: msg.into() }
+        Diag {
+            file: self.path.to_path_buf(),
+            line: 0,
+            col: 0,
+            msg: msg.into(),
+        }
     }
 
     /// Turns a TOML syntax or schema error into a diagnostic.
     pub fn toml_error(&self, e: &toml::de::Error) -> Diag {
         // toml's message may span several lines (it quotes the source); keep the first.
-        let msg = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .trim()
+            .to_string();
         match e.span() {
             Some(span) => self.at(&span, msg),
             None => self.whole(msg),
@@ -88,7 +111,10 @@ mod tests {
 
     #[test]
     fn line_and_column_are_one_based() {
-        let src = Source { path: Path::new("/x.toml"), text: "a = 1\nbé = 2\n" };
+        let src = Source {
+            path: Path::new("/x.toml"),
+            text: "a = 1\nbé = 2\n",
+        };
         assert_eq!(src.line_col(0), (1, 1));
         assert_eq!(src.line_col(6), (2, 1));
         // "bé = 2": the "=" is the 4th character even though "é" is two bytes.

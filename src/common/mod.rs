@@ -14,4 +14,5 @@ pub mod out;
 pub mod paths;
 pub mod policy;
 pub mod quote;
+pub mod session;
 pub mod timefmt;

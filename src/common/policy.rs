@@ -72,7 +72,10 @@ pub struct Member {
 
 impl Member {
     fn has_oidc_condition(&self) -> bool {
-        self.sub.is_some() || self.email.is_some() || !self.groups.is_empty() || !self.claims.is_empty()
+        self.sub.is_some()
+            || self.email.is_some()
+            || !self.groups.is_empty()
+            || !self.claims.is_empty()
     }
 }
 
@@ -86,7 +89,7 @@ impl fmt::Display for Member {
             parts.push(format!("group {g}"));
         }
         if let Some(i) = &self.issuer {
-            let mut s = format!("{i}");
+            let mut s = i.to_string();
             if let Some(e) = &self.email {
                 s.push_str(&format!(" {e}"));
             }
@@ -99,7 +102,11 @@ impl fmt::Display for Member {
             for (k, v) in &self.claims {
                 s.push_str(&format!(" {k}={v}"));
             }
-            if self.email.is_none() && self.sub.is_none() && self.groups.is_empty() && self.claims.is_empty() {
+            if self.email.is_none()
+                && self.sub.is_none()
+                && self.groups.is_empty()
+                && self.claims.is_empty()
+            {
                 s.push_str(" (any identity)");
             }
             parts.push(s);
@@ -138,15 +145,23 @@ pub struct ArgsRegex {
 
 impl ArgsRegex {
     fn new(source: String) -> Result<ArgsRegex, String> {
-        regex_syntax::Parser::new().parse(&source).map_err(|e| first_line(&e.to_string()))?;
-        Ok(ArgsRegex { source, compiled: OnceLock::new() })
+        regex_syntax::Parser::new()
+            .parse(&source)
+            .map_err(|e| first_line(&e.to_string()))?;
+        Ok(ArgsRegex {
+            source,
+            compiled: OnceLock::new(),
+        })
     }
 
     /// The compiled, anchored pattern; an error (for instance a pattern that compiles too big)
     /// makes the rule fail closed.
     pub fn regex(&self) -> Result<&Regex, &str> {
         self.compiled
-            .get_or_init(|| Regex::new(&format!("^(?:{})$", self.source)).map_err(|e| first_line(&e.to_string())))
+            .get_or_init(|| {
+                Regex::new(&format!("^(?:{})$", self.source))
+                    .map_err(|e| first_line(&e.to_string()))
+            })
             .as_ref()
             .map_err(String::as_str)
     }
@@ -154,7 +169,10 @@ impl ArgsRegex {
 
 impl Clone for ArgsRegex {
     fn clone(&self) -> Self {
-        ArgsRegex { source: self.source.clone(), compiled: OnceLock::new() }
+        ArgsRegex {
+            source: self.source.clone(),
+            compiled: OnceLock::new(),
+        }
     }
 }
 
@@ -166,7 +184,11 @@ impl PartialEq for ArgsRegex {
 
 fn first_line(s: &str) -> String {
     // regex errors quote the pattern over several lines; the last line says what is wrong.
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_string()
+    s.lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or(s)
+        .trim()
+        .to_string()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -287,9 +309,14 @@ impl Policy {
             };
             for role in raw.role {
                 let span = role.span();
-                if let Some(r) = check_role(&src, role.into_inner(), span.clone(), issuers, &mut diags) {
+                if let Some(r) =
+                    check_role(&src, role.into_inner(), span.clone(), issuers, &mut diags)
+                {
                     if let Some(first) = seen.get(&r.name) {
-                        diags.push(src.at(&span, format!("role {:?} is already defined at {first}", r.name)));
+                        diags.push(src.at(
+                            &span,
+                            format!("role {:?} is already defined at {first}", r.name),
+                        ));
                         continue;
                     }
                     seen.insert(r.name.clone(), r.origin.clone());
@@ -297,7 +324,11 @@ impl Policy {
                 }
             }
         }
-        if diags.is_empty() { Ok(policy) } else { Err(Diags(diags)) }
+        if diags.is_empty() {
+            Ok(policy)
+        } else {
+            Err(Diags(diags))
+        }
     }
 }
 
@@ -345,7 +376,10 @@ struct RawRule {
 }
 
 fn origin(src: &Source<'_>, span: &std::ops::Range<usize>) -> Origin {
-    Origin { file: src.path.to_path_buf(), line: src.line_col(span.start).0 }
+    Origin {
+        file: src.path.to_path_buf(),
+        line: src.line_col(span.start).0,
+    }
 }
 
 fn check_role(
@@ -357,32 +391,61 @@ fn check_role(
 ) -> Option<Role> {
     let before = diags.len();
     let name = raw.name.get_ref().clone();
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
-        diags.push(src.at(&raw.name.span(), format!("role name {name:?} must be 1-64 characters of [A-Za-z0-9_.-]")));
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        diags.push(src.at(
+            &raw.name.span(),
+            format!("role name {name:?} must be 1-64 characters of [A-Za-z0-9_.-]"),
+        ));
     }
     if raw.members.is_empty() {
-        diags.push(src.at(&span, format!("role {name:?} has no members: add `members = [{{ unix_group = \"...\" }}]`")));
+        diags.push(src.at(
+            &span,
+            format!("role {name:?} has no members: add `members = [{{ unix_group = \"...\" }}]`"),
+        ));
     }
-    let members = raw.members.into_iter().filter_map(|m| check_member(src, m, issuers, false, diags)).collect();
+    let members = raw
+        .members
+        .into_iter()
+        .filter_map(|m| check_member(src, m, issuers, false, diags))
+        .collect();
 
     let mut run_as = Vec::new();
-    for r in raw.run_as.unwrap_or_else(|| vec![Spanned::new(0..0, "root".to_string())]) {
+    for r in raw
+        .run_as
+        .unwrap_or_else(|| vec![Spanned::new(0..0, "root".to_string())])
+    {
         let v = r.get_ref();
-        let ok = v == "*" || names::is_valid_account_name(v) || matches!(names::parse_numeric_id(v), Some(Ok(_)));
+        let ok = v == "*"
+            || names::is_valid_account_name(v)
+            || matches!(names::parse_numeric_id(v), Some(Ok(_)));
         if !ok {
-            diags.push(src.at(&r.span(), format!("run_as entry {v:?} is not a user name, #uid or \"*\"")));
+            diags.push(src.at(
+                &r.span(),
+                format!("run_as entry {v:?} is not a user name, #uid or \"*\""),
+            ));
         }
         run_as.push(r.into_inner());
     }
     if run_as.is_empty() {
-        diags.push(src.at(&span, format!("role {name:?}: run_as must name at least one target user")));
+        diags.push(src.at(
+            &span,
+            format!("role {name:?}: run_as must name at least one target user"),
+        ));
     }
 
     let mut env_keep = Vec::new();
     for e in raw.env_keep {
         let v = e.get_ref();
         if !names::is_valid_env_name(v) {
-            diags.push(src.at(&e.span(), format!("env_keep entry {v:?} is not a variable name")));
+            diags.push(src.at(
+                &e.span(),
+                format!("env_keep entry {v:?} is not a variable name"),
+            ));
         } else if let Some(pat) = names::dangerous_env(v) {
             diags.push(src.at(&e.span(), format!(
                 "env_keep entry {v:?} is dangerous (matches {pat}): it would let the caller change what the command loads or runs")));
@@ -392,22 +455,37 @@ fn check_role(
     let mut env_set = Vec::new();
     for (k, v) in raw.env_set {
         if !names::is_valid_env_name(&k) || k.starts_with("LPEXEC_") {
-            diags.push(src.at(&v.span(), format!("env_set key {k:?} is not a variable name lpexec may set")));
+            diags.push(src.at(
+                &v.span(),
+                format!("env_set key {k:?} is not a variable name lpexec may set"),
+            ));
         }
         if v.get_ref().contains('\0') {
-            diags.push(src.at(&v.span(), format!("env_set value of {k} contains a NUL byte")));
+            diags.push(src.at(
+                &v.span(),
+                format!("env_set value of {k} contains a NUL byte"),
+            ));
         }
         env_set.push((k, v.into_inner()));
     }
     let mut mask = Vec::new();
     for m in raw.mask {
         match Regex::new(m.get_ref()) {
-            Ok(_) if m.get_ref().is_empty() => diags.push(src.at(&m.span(), "mask pattern must not be empty")),
-            Ok(re) if re.is_match("") => {
-                diags.push(src.at(&m.span(), format!("mask pattern {:?} matches the empty string", m.get_ref())))
+            Ok(_) if m.get_ref().is_empty() => {
+                diags.push(src.at(&m.span(), "mask pattern must not be empty"))
             }
+            Ok(re) if re.is_match("") => diags.push(src.at(
+                &m.span(),
+                format!("mask pattern {:?} matches the empty string", m.get_ref()),
+            )),
             Ok(_) => {}
-            Err(e) => diags.push(src.at(&m.span(), format!("mask pattern is not a valid regex: {}", first_line(&e.to_string())))),
+            Err(e) => diags.push(src.at(
+                &m.span(),
+                format!(
+                    "mask pattern is not a valid regex: {}",
+                    first_line(&e.to_string())
+                ),
+            )),
         }
         mask.push(m.into_inner());
     }
@@ -447,24 +525,42 @@ fn check_member(
     let before = diags.len();
     let what = if approver { "approver" } else { "member" };
     if m == Member::default() {
-        diags.push(src.at(&span, format!("empty {what} entry: name a unix_user, unix_group or issuer")));
+        diags.push(src.at(
+            &span,
+            format!("empty {what} entry: name a unix_user, unix_group or issuer"),
+        ));
     }
     for (key, v) in [("unix_user", &m.unix_user), ("unix_group", &m.unix_group)] {
         if let Some(v) = v {
             if approver {
-                diags.push(src.at(&span, format!("approvers are matched by OIDC identity; {key} cannot be used here")));
-            } else if !(names::is_valid_account_name(v) || matches!(names::parse_numeric_id(v), Some(Ok(_)))) {
+                diags.push(src.at(
+                    &span,
+                    format!("approvers are matched by OIDC identity; {key} cannot be used here"),
+                ));
+            } else if !(names::is_valid_account_name(v)
+                || matches!(names::parse_numeric_id(v), Some(Ok(_))))
+            {
                 diags.push(src.at(&span, format!("{key} {v:?} is not a valid name or #id")));
             }
         }
     }
     match &m.issuer {
         Some(i) if !issuers.contains(&i.as_str()) => {
-            let known = if issuers.is_empty() { "none are configured".to_string() } else { issuers.join(", ") };
-            diags.push(src.at(&span, format!("unknown issuer {i:?} (configured in lpexec.toml [[issuer]]: {known})")));
+            let known = if issuers.is_empty() {
+                "none are configured".to_string()
+            } else {
+                issuers.join(", ")
+            };
+            diags.push(src.at(
+                &span,
+                format!("unknown issuer {i:?} (configured in lpexec.toml [[issuer]]: {known})"),
+            ));
         }
         None if m.has_oidc_condition() => {
-            diags.push(src.at(&span, format!("{what} entry uses sub, email, groups or claims but names no issuer")));
+            diags.push(src.at(
+                &span,
+                format!("{what} entry uses sub, email, groups or claims but names no issuer"),
+            ));
         }
         None if approver => diags.push(src.at(&span, "approver entries must name an issuer")),
         _ => {}
@@ -486,7 +582,10 @@ fn check_rule(
         CommandSpec::Any
     } else if cmd.starts_with('/') {
         if cmd.split('/').any(|c| c == "." || c == "..") {
-            diags.push(src.at(&raw.command.span(), format!("command {cmd:?} must not contain . or .. components")));
+            diags.push(src.at(
+                &raw.command.span(),
+                format!("command {cmd:?} must not contain . or .. components"),
+            ));
         }
         CommandSpec::Path(PathBuf::from(cmd))
     } else if cmd.is_empty() || cmd.contains('/') || cmd.bytes().any(|b| b <= b' ') {
@@ -562,10 +661,19 @@ fn check_rule(
             },
             None => Duration::from_secs(600),
         };
-        Some(ApprovalReq { approvers, min_approvals: min, ttl })
+        Some(ApprovalReq {
+            approvers,
+            min_approvals: min,
+            ttl,
+        })
     } else {
         if raw.approvers.is_some() || raw.min_approvals.is_some() || raw.ttl.is_some() {
-            diags.push(src.at(span, format!("approvers, min_approvals and ttl only apply to approve rules, not {action}")));
+            diags.push(src.at(
+                span,
+                format!(
+                    "approvers, min_approvals and ttl only apply to approve rules, not {action}"
+                ),
+            ));
         }
         None
     };

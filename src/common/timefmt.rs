@@ -63,7 +63,8 @@ impl Utc {
 
 /// Seconds since the epoch as a float, for JSON.
 pub fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -75,10 +76,14 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 /// (`2h`, `30m`, `7d` ago).
 pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(d) = crate::common::duration::parse(s) {
-        return now.checked_sub(d).ok_or_else(|| format!("{s:?} is too far in the past"));
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| format!("{s:?} is too far in the past"));
     }
     let bad = || {
-        format!("invalid time {s:?}: use 2026-12-03, \"2026-12-03 19:05\", 2026-12-03T19:05:25Z or an age such as 2h or 7d")
+        format!(
+            "invalid time {s:?}: use 2026-12-03, \"2026-12-03 19:05\", 2026-12-03T19:05:25Z or an age such as 2h or 7d"
+        )
     };
     let s2 = s.trim_end_matches('Z').replace('T', " ");
     let (date, clock) = match s2.split_once(' ') {
@@ -107,7 +112,9 @@ pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     let month = time::Month::try_from(m).map_err(|_| bad())?;
     let date = time::Date::from_calendar_date(y, month, d).map_err(|_| bad())?;
     let t = time::Time::from_hms(hh, mm, ss).map_err(|_| bad())?;
-    let ts = time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp();
+    let ts = time::PrimitiveDateTime::new(date, t)
+        .assume_utc()
+        .unix_timestamp();
     let secs = u64::try_from(ts).map_err(|_| bad())?;
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -129,8 +136,14 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_796_324_725);
         assert_eq!(parse_when("2026-12-03T19:05:25Z", now).unwrap(), now);
         assert_eq!(parse_when("2026-12-03 19:05:25", now).unwrap(), now);
-        assert_eq!(unix_secs(parse_when("2026-12-03", now).unwrap()), 1_796_256_000);
-        assert_eq!(parse_when("2h", now).unwrap(), now - Duration::from_secs(7200));
+        assert_eq!(
+            unix_secs(parse_when("2026-12-03", now).unwrap()),
+            1_796_256_000
+        );
+        assert_eq!(
+            parse_when("2h", now).unwrap(),
+            now - Duration::from_secs(7200)
+        );
         for bad in ["yesterday", "2026-13-01", "2026-12-03 25:00", "12/03/2026"] {
             assert!(parse_when(bad, now).is_err(), "{bad}");
         }

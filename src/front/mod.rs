@@ -1,2 +1,77 @@
-//! (in progress)
-pub fn main() {}
+//! `lpexec`, the unprivileged front end: parses the command line, gathers what the helper
+//! needs, starts the helper with the request on descriptor 3, and passes its exit status on.
+//! It never decides anything; the helper decides.
+
+mod check;
+pub mod cli;
+mod run;
+
+use clap::Parser;
+
+use crate::eprintln_safe;
+use crate::helper::request::Mode;
+use cli::{Cli, Verb};
+
+/// Entry point of `lpexec`.
+pub fn main() -> ! {
+    crate::system::process::ignore_signal(nix::sys::signal::Signal::SIGPIPE);
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = dispatch(cli);
+    std::process::exit(code)
+}
+
+fn dispatch(cli: Cli) -> i32 {
+    match cli.verb {
+        Some(Verb::List { role }) => run::query(Mode::List, Vec::new(), None, role.or(cli.role)),
+        Some(Verb::Explain(e)) => match run::utf8_args(e.command) {
+            Ok(argv) => run::query(Mode::Explain, argv, e.user, e.role),
+            Err(msg) => fail(&msg),
+        },
+        Some(Verb::Check(a)) => check::run(&a),
+        Some(v) => fail(&format!(
+            "`{}` is not available in this build",
+            verb_name(&v)
+        )),
+        None if cli.list => run::query(Mode::List, Vec::new(), None, cli.role),
+        None if cli.command.is_empty() => {
+            eprintln_safe!(
+                "lpexec: no command given\nusage: lpexec [-r ROLE] [-u USER] [--reason TEXT] [-n] [--] COMMAND [ARG]...\nsee: lpexec --help"
+            );
+            125
+        }
+        None => match run::utf8_args(cli.command) {
+            Ok(argv) => run::run(argv, cli.user, cli.role, cli.reason),
+            Err(msg) => fail(&msg),
+        },
+    }
+}
+
+fn verb_name(v: &Verb) -> &'static str {
+    match v {
+        Verb::List { .. } => "list",
+        Verb::Explain(_) => "explain",
+        Verb::Login { .. } => "login",
+        Verb::Logout { .. } => "logout",
+        Verb::Whoami => "whoami",
+        Verb::Requests => "requests",
+        Verb::Approve { .. } => "approve",
+        Verb::Deny { .. } => "deny",
+        Verb::Sessions(_) => "sessions",
+        Verb::Replay { .. } => "replay",
+        Verb::Verify { .. } => "verify",
+        Verb::Check(_) => "check",
+    }
+}
+
+/// Prints `lpexec: msg` and returns the refusal status.
+pub(crate) fn fail(msg: &str) -> i32 {
+    eprintln_safe!("lpexec: {msg}");
+    125
+}

@@ -1,2 +1,472 @@
-//! (in progress)
-pub fn main() {}
+//! `lpexec-helper`, the setuid-root part. It reads like the pipeline it is:
+//!
+//! self-check → scrub → read request → load config → who is asking → decide → log →
+//! run under the relay → log → exit with the command's status.
+//!
+//! Single-threaded, no async runtime, fails closed: any error before the command starts
+//! refuses with status 125 and a syslog line.
+
+mod env;
+mod explain;
+pub mod load;
+pub mod log;
+pub mod request;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use crate::common::config::Config;
+use crate::common::identity::Identity;
+use crate::common::{duration, quote, session};
+use crate::exec::{self, Outcome};
+use crate::policy::{self, Decision, SystemWorld, Target, Verdict};
+use crate::system::process::{self, Creds, SavedLimits};
+use crate::system::user::{self, Account};
+use crate::system::{fd, term};
+use crate::{eprintln_safe, println_safe};
+use log::{Level, Syslog};
+use request::{Mode, Request};
+
+/// How the helper ends.
+pub enum Exit {
+    Code(i32),
+    Signal(Signal),
+}
+
+const REFUSED: Exit = Exit::Code(125);
+
+/// Entry point of `lpexec-helper`.
+pub fn main() -> ! {
+    // Before anything else: take the environment away from libc, make sure 0-2 are open,
+    // claim the request channel and close every other inherited descriptor.
+    let caller_env = process::take_environment(env::MAX_ENV_BYTES, env::MAX_ENV_VARS);
+    if fd::ensure_stdio().is_err() {
+        process::exit_now(125);
+    }
+    let control = fd::take_inherited(request::CONTROL_FD);
+    fd::close_from(
+        3,
+        if control.is_some() {
+            &[request::CONTROL_FD]
+        } else {
+            &[]
+        },
+    );
+    process::reset_signals();
+    std::panic::set_hook(Box::new(|_| {
+        term::emergency_restore();
+        crate::common::out::err("lpexec: internal error in lpexec-helper; refusing\n");
+    }));
+    let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(caller_env, control)))
+        .unwrap_or(REFUSED);
+    match exit {
+        Exit::Code(c) => process::exit_now(c),
+        Exit::Signal(s) => process::die_by_signal(s),
+    }
+}
+
+/// Refuses to run if the helper cannot be what it must be.
+fn self_check() -> Result<(), String> {
+    if process::no_new_privs() {
+        return Err("the no_new_privs flag is set (a container or seccomp sandbox?), so the kernel ignores lpexec-helper's setuid bit\n\
+                    lpexec cannot work inside this sandbox; run it from a normal login session".into());
+    }
+    if !process::euid_is_root() {
+        return Err(format!(
+            "lpexec-helper is not running as root: it must be installed setuid root\n\
+             fix with: chown root:root {p} && chmod 4755 {p} (and make sure its file system is not mounted nosuid)",
+            p = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "lpexec-helper".into())
+        ));
+    }
+    Ok(())
+}
+
+/// What is known about the request, for messages and logs.
+struct Ctx {
+    caller: String,
+    tty: String,
+    pwd: String,
+    command: String,
+    reason: Option<String>,
+    log: Syslog,
+}
+
+impl Ctx {
+    fn fields(&self, role: &str, id: &str, user: &str) -> Vec<(&'static str, String)> {
+        let mut f = vec![("ROLE", role.to_string())];
+        if id != "-" {
+            f.push(("ID", id.to_string()));
+        }
+        f.extend([
+            ("TTY", self.tty.clone()),
+            ("PWD", self.pwd.clone()),
+            ("USER", user.to_string()),
+            ("COMMAND", self.command.clone()),
+        ]);
+        if let Some(r) = &self.reason {
+            f.push(("REASON", r.clone()));
+        }
+        f
+    }
+
+    /// Logs and reports a refusal that happened before a decision.
+    fn refuse(&mut self, what: &str, hint: Option<&str>) -> Exit {
+        let mut f = self.fields("-", "-", "-");
+        f.extend([("DECISION", "error".to_string()), ("WHY", what.to_string())]);
+        self.log.send(Level::Alert, &log::line(&self.caller, &f));
+        eprintln_safe!("lpexec: {what}");
+        if let Some(h) = hint {
+            eprintln_safe!("{h}");
+        }
+        REFUSED
+    }
+}
+
+fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>) -> Exit {
+    // 1. Self-check.
+    if let Err(e) = self_check() {
+        eprintln_safe!("lpexec: {e}");
+        return REFUSED;
+    }
+    let limits = SavedLimits::raise_for_helper();
+    let _ = process::set_not_dumpable();
+    let caller_umask = process::umask(0o077);
+
+    // 2. The request.
+    let Some(control) = control else {
+        eprintln_safe!(
+            "lpexec-helper: this is lpexec's privileged helper and is not run directly\nrun commands with: lpexec COMMAND [ARG]..."
+        );
+        return REFUSED;
+    };
+    let mut ctx = Ctx {
+        caller: format!("uid={}", process::real_uid()),
+        tty: (0..=2)
+            .find_map(|n| term::tty_name(fd::stdio(n)))
+            .unwrap_or_else(|| "unknown".into()),
+        pwd: String::new(),
+        command: String::new(),
+        reason: None,
+        log: Syslog::open(crate::common::config::Facility::Authpriv),
+    };
+    let bytes =
+        match fd::read_to_end_limited(std::os::fd::AsFd::as_fd(&control), request::MAX_REQUEST) {
+            Ok(b) => b,
+            Err(nix::errno::Errno::EFBIG) => {
+                return ctx.refuse(
+                    &format!(
+                        "the request is too large (more than {} bytes of command line)",
+                        request::MAX_REQUEST
+                    ),
+                    None,
+                );
+            }
+            Err(e) => return ctx.refuse(&format!("cannot read the request: {}", e.desc()), None),
+        };
+    drop(control);
+    let req = match Request::decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => return ctx.refuse(&e, None),
+    };
+    ctx.command = quote::join(&req.argv);
+    ctx.reason = req.reason.clone();
+
+    // 3. Who is asking: the kernel says, not the request.
+    let (caller, _caller_account) = match user::caller() {
+        Ok(c) => c,
+        Err(e) => return ctx.refuse(&e, None),
+    };
+    ctx.caller = caller.name.clone();
+    let cwd = match process::getcwd() {
+        Ok(c) => c,
+        Err(e) => {
+            return ctx.refuse(
+                &format!("cannot determine the current directory: {e}"),
+                Some("change to an existing directory and try again"),
+            );
+        }
+    };
+    ctx.pwd = cwd.display().to_string();
+
+    // 4. Configuration and policy (fail closed on any problem).
+    let (cfg, pol) = match load::installed() {
+        Ok(v) => v,
+        Err(e) => {
+            return ctx.refuse(
+                &format!("the lpexec configuration is invalid, so every request is refused:\n{e}"),
+                Some("an administrator can check it with: lpexec check"),
+            );
+        }
+    };
+    if cfg.facility != crate::common::config::Facility::Authpriv {
+        ctx.log = Syslog::open(cfg.facility);
+    }
+    let identity = Identity::unix_only(caller);
+
+    // 5. What exactly is asked.
+    let world = SystemWorld {
+        secure_path: cfg.secure_path.clone(),
+    };
+    let target = match req.user.as_deref().map(user::lookup_target).transpose() {
+        Ok(t) => t,
+        Err(e) => return ctx.refuse(&e, None),
+    };
+    if req.mode == Mode::List {
+        return explain::list(&pol, &identity, req.role.as_deref());
+    }
+    let Some(argv0) = req.argv.first() else {
+        return ctx.refuse("no command given", None);
+    };
+    let Some(command) = policy::resolve_command(&world, argv0, &cwd) else {
+        let hint = if argv0.contains('/') {
+            None
+        } else {
+            Some(format!(
+                "lpexec looks commands up in secure_path ({}), not in your PATH; give the full path if it lives elsewhere",
+                join_path(&cfg.secure_path)
+            ))
+        };
+        let what = format!("{argv0}: command not found");
+        let _ = ctx.refuse(&what, hint.as_deref());
+        return Exit::Code(127);
+    };
+    ctx.command = format!("{}{}", command.display(), args_suffix(&req.argv[1..]));
+    let args = &req.argv[1..];
+    let preq = policy::Request {
+        command: &command,
+        args,
+        cwd: &cwd,
+        target: target.as_ref(),
+        role: req.role.as_deref(),
+    };
+
+    // 6. Decide.
+    let decision = policy::decide(&pol, &identity, &preq, &world);
+    if req.mode == Mode::Explain {
+        return explain::explain(&decision, &command, args, &cfg);
+    }
+    decide_and_run(
+        &mut ctx,
+        Run {
+            cfg: &cfg,
+            identity: &identity,
+            decision,
+            command: &command,
+            req: &req,
+            caller_env: &caller_env,
+            caller_umask,
+            limits,
+        },
+    )
+}
+
+struct Run<'a> {
+    cfg: &'a Config,
+    identity: &'a Identity,
+    decision: Decision<'a>,
+    command: &'a Path,
+    req: &'a Request,
+    caller_env: &'a [(String, String)],
+    caller_umask: u32,
+    limits: SavedLimits,
+}
+
+fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
+    let d = &r.decision;
+    let role_name = d.role().map_or("-".to_string(), |ro| ro.name.clone());
+    let target_name = d
+        .target
+        .as_ref()
+        .map_or("-".to_string(), |t| t.name.clone());
+    let id_display = r.identity.display_oidc();
+    let rule_at = d.rule.map(|x| x.rule.origin.to_string());
+    let mut fields = ctx.fields(&role_name, &id_display, &target_name);
+
+    if d.verdict == Verdict::Approve {
+        fields.push(("DECISION", "approve".into()));
+        if let Some(at) = &rule_at {
+            fields.push(("RULE", at.clone()));
+        }
+        fields.push((
+            "WHY",
+            "approval required but no approval service is configured".into(),
+        ));
+        ctx.log.send(Level::Alert, &log::line(&ctx.caller, &fields));
+        eprintln_safe!(
+            "lpexec: approval required: {} needs approval from {} ({})",
+            ctx.command,
+            policy::describe_approvers(&d.approvals),
+            rule_at.unwrap_or_default()
+        );
+        eprintln_safe!(
+            "no approval service is configured on this host ([approval] in {}), so it cannot be requested; ask an administrator",
+            r.cfg.path.display()
+        );
+        return REFUSED;
+    }
+    if !d.is_allowed() {
+        let why = d
+            .reason
+            .as_ref()
+            .map_or("denied".to_string(), ToString::to_string);
+        fields.push(("DECISION", "deny".into()));
+        fields.push(("WHY", why.clone()));
+        if let Some(at) = &rule_at {
+            fields.push(("RULE", at.clone()));
+        }
+        ctx.log.send(Level::Alert, &log::line(&ctx.caller, &fields));
+        let msg = d.rule.and_then(|x| x.rule.message.clone());
+        match (rule_at, msg) {
+            (Some(at), Some(m)) => {
+                eprintln_safe!("lpexec: {} is denied by policy ({at}): {m}", ctx.command)
+            }
+            (Some(at), None) => {
+                eprintln_safe!("lpexec: {} is denied by policy ({at})", ctx.command)
+            }
+            _ => eprintln_safe!(
+                "lpexec: {} may not run {} as {target_name}: {why}",
+                ctx.caller,
+                ctx.command
+            ),
+        }
+        eprintln_safe!("see what you may run with: lpexec list");
+        return REFUSED;
+    }
+
+    // Allowed. Everything from here on runs the command.
+    let (Some(rule), Some(target)) = (d.rule, d.target.as_ref()) else {
+        return REFUSED;
+    };
+    let role = rule.role;
+    let started = std::time::SystemTime::now();
+    let sid = session::new_id(started);
+    fields.push(("DECISION", "allow".into()));
+    fields.push(("RULE", rule.rule.origin.to_string()));
+    fields.push(("SESSION", sid.clone()));
+    ctx.log
+        .send(Level::Notice, &log::line(&ctx.caller, &fields));
+
+    let account = match target_account(target) {
+        Ok(a) => a,
+        Err(e) => return ctx.refuse(&e, None),
+    };
+    let cmd = match build_command(&r, &account, role, &sid) {
+        Ok(c) => c,
+        Err(e) => return ctx.refuse(&e, None),
+    };
+    let base = ctx.fields(&role_name, &id_display, &target_name);
+    let mut start = base.clone();
+    start.extend([("SESSION", sid.clone()), ("EVENT", "start".into())]);
+    ctx.log.send(Level::Notice, &log::line(&ctx.caller, &start));
+
+    let t0 = Instant::now();
+    let outcome = exec::run(&cmd, false, &mut exec::PassThrough);
+    let elapsed = t0.elapsed();
+
+    let mut end = base;
+    end.extend([("SESSION", sid), ("EVENT", "end".into())]);
+    let exit = match outcome {
+        Ok(Outcome::Exited(c)) => {
+            end.push(("EXIT", c.to_string()));
+            Exit::Code(c)
+        }
+        Ok(Outcome::Signaled(s)) => {
+            end.push(("EXIT", format!("{}", 128 + s as i32)));
+            end.push(("SIGNAL", s.as_str().to_string()));
+            Exit::Signal(s)
+        }
+        Ok(o @ (Outcome::ExecFailed(e) | Outcome::SetupFailed(e))) => {
+            end.push(("EXIT", o.exit_code().to_string()));
+            end.push(("WHY", format!("cannot execute: {}", e.desc())));
+            eprintln_safe!(
+                "lpexec: {}: cannot execute: {}",
+                r.command.display(),
+                e.desc()
+            );
+            Exit::Code(o.exit_code())
+        }
+        Err(e) => {
+            end.push(("EXIT", "125".into()));
+            end.push(("WHY", e.to_string()));
+            eprintln_safe!("lpexec: running the command failed: {e}");
+            REFUSED
+        }
+    };
+    end.push(("DURATION", duration::human(elapsed)));
+    ctx.log.send(Level::Notice, &log::line(&ctx.caller, &end));
+    exit
+}
+
+fn target_account(t: &Target) -> Result<Account, String> {
+    let a = user::by_uid(t.uid)?;
+    if a.name != t.name && !t.name.starts_with('#') {
+        // The name resolved to another account than the uid (a duplicate uid in passwd):
+        // run as the uid, whose name is what the logs show.
+        return user::lookup(&t.name);
+    }
+    Ok(a)
+}
+
+fn build_command(
+    r: &Run<'_>,
+    account: &Account,
+    role: &crate::common::policy::Role,
+    sid: &str,
+) -> Result<exec::Command, String> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let groups = user::group_ids(account)?;
+    let envv = env::build(&env::EnvInput {
+        caller_env: r.caller_env,
+        caller: &r.identity.caller,
+        target: account,
+        role: Some(role),
+        secure_path: &r.cfg.secure_path,
+        session: sid,
+    });
+    let path =
+        CString::new(r.command.as_os_str().as_bytes()).map_err(|_| "command path contains NUL")?;
+    let argv: Vec<CString> = r
+        .req
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "argument contains NUL")?;
+    Ok(exec::Command {
+        path,
+        argv,
+        envp: env::to_cstrings(&envv),
+        creds: Creds {
+            uid: account.uid,
+            gid: account.gid,
+            groups,
+        },
+        umask: r.caller_umask | 0o022,
+        limits: r.limits.clone(),
+    })
+}
+
+fn args_suffix(args: &[String]) -> String {
+    if args.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", quote::join(args))
+    }
+}
+
+fn join_path(p: &[PathBuf]) -> String {
+    p.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Prints to stdout (for explain/list).
+fn say(s: &str) {
+    println_safe!("{s}");
+}

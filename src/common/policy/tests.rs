@@ -1,7 +1,10 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Policy, Diags> {
-    Policy::parse(&[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())], &["corp", "github"])
+    Policy::parse(
+        &[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())],
+        &["corp", "github"],
+    )
 }
 
 fn err(text: &str) -> String {
@@ -61,7 +64,10 @@ fn the_spec_example_parses() {
     assert_eq!(r.rules.len(), 4);
     assert_eq!(r.rules[0].command, CommandSpec::Name("npm".into()));
     assert_eq!(r.rules[0].args, ArgsSpec::Exact(vec!["ci".into()]));
-    assert_eq!(r.rules[2].approval.as_ref().unwrap().ttl, Duration::from_secs(600));
+    assert_eq!(
+        r.rules[2].approval.as_ref().unwrap().ttl,
+        Duration::from_secs(600)
+    );
     assert_eq!(r.env_set, vec![("CI".to_string(), "true".to_string())]);
     assert!(r.record);
 }
@@ -78,32 +84,46 @@ fn rule_origins_point_at_their_table() {
         .collect();
     // The origin is the rule's table: its header or its first key, never past the action.
     for (got, action_line) in lines.iter().zip(&text_lines) {
-        assert!(*got >= action_line - 1 && *got <= *action_line, "{lines:?} vs {text_lines:?}");
+        assert!(
+            *got >= action_line - 1 && *got <= *action_line,
+            "{lines:?} vs {text_lines:?}"
+        );
     }
 }
 
 #[test]
 fn unknown_key_in_a_rule_names_file_line_and_column() {
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargz = []\n");
-    assert!(e.starts_with("/etc/lpexec/policy.toml:7:1: unknown field `argz`"), "{e}");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargz = []\n",
+    );
+    assert!(
+        e.starts_with("/etc/lpexec/policy.toml:7:1: unknown field `argz`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rule_without_action_is_an_error() {
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\ncommand = \"ls\"\n");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\ncommand = \"ls\"\n",
+    );
     assert!(e.contains("missing field `action`"), "{e}");
     assert!(e.starts_with("/etc/lpexec/policy.toml:"), "{e}");
 }
 
 #[test]
 fn misspelled_action_is_an_error() {
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"alow\"\ncommand = \"ls\"\n");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"alow\"\ncommand = \"ls\"\n",
+    );
     assert!(e.contains(":5:10: unknown variant `alow`"), "{e}");
 }
 
 #[test]
 fn bad_regex_is_an_error_with_position() {
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargs_regex = '^(x'\n");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargs_regex = '^(x'\n",
+    );
     assert!(e.contains(":7:14: args_regex is not a valid regex"), "{e}");
 }
 
@@ -118,18 +138,44 @@ fn bad_mask_regex_is_an_error() {
 #[test]
 fn unknown_issuer_is_an_error() {
     let e = err("[[role]]\nname = \"r\"\nmembers = [{ issuer = \"nope\", groups = [\"x\"] }]\n");
-    assert!(e.contains(":3:12: unknown issuer \"nope\" (configured in lpexec.toml [[issuer]]: corp, github)"), "{e}");
-    let e = Policy::parse(&[(PathBuf::from("/p.toml"), "[[role]]\nname = \"r\"\nmembers = [{ issuer = \"corp\" }]\n".into())], &[])
-        .unwrap_err()
-        .to_string();
+    assert!(
+        e.contains(
+            ":3:12: unknown issuer \"nope\" (configured in lpexec.toml [[issuer]]: corp, github)"
+        ),
+        "{e}"
+    );
+    let e = Policy::parse(
+        &[(
+            PathBuf::from("/p.toml"),
+            "[[role]]\nname = \"r\"\nmembers = [{ issuer = \"corp\" }]\n".into(),
+        )],
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("none are configured"), "{e}");
 }
 
 #[test]
 fn dangerous_env_keep_is_an_error() {
-    for var in ["LD_PRELOAD", "BASH_ENV", "ENV", "PYTHONPATH", "PERL5LIB", "RUBYLIB", "NODE_OPTIONS", "GCONV_PATH", "IFS"] {
-        let e = err(&format!("[[role]]\nname = \"r\"\nmembers = [{{ unix_user = \"a\" }}]\nenv_keep = [\"{var}\"]\n"));
-        assert!(e.contains(&format!(":4:13: env_keep entry \"{var}\" is dangerous")), "{e}");
+    for var in [
+        "LD_PRELOAD",
+        "BASH_ENV",
+        "ENV",
+        "PYTHONPATH",
+        "PERL5LIB",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "GCONV_PATH",
+        "IFS",
+    ] {
+        let e = err(&format!(
+            "[[role]]\nname = \"r\"\nmembers = [{{ unix_user = \"a\" }}]\nenv_keep = [\"{var}\"]\n"
+        ));
+        assert!(
+            e.contains(&format!(":4:13: env_keep entry \"{var}\" is dangerous")),
+            "{e}"
+        );
     }
 }
 
@@ -139,7 +185,10 @@ fn duplicate_role_names_across_files_are_an_error() {
     let e = Policy::parse(
         &[
             (PathBuf::from("/etc/lpexec/policy.toml"), role.into()),
-            (PathBuf::from("/etc/lpexec/policy.d/10-ops.toml"), format!("\n\n{role}")),
+            (
+                PathBuf::from("/etc/lpexec/policy.d/10-ops.toml"),
+                format!("\n\n{role}"),
+            ),
         ],
         &[],
     )
@@ -167,7 +216,9 @@ fn member_and_approver_shapes() {
     assert!(e.contains("empty member entry"), "{e}");
     let e = err("[[role]]\nname = \"r\"\nmembers = [{ groups = [\"x\"] }]\n");
     assert!(e.contains("names no issuer"), "{e}");
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"approve\"\ncommand = \"ls\"\napprovers = [{ unix_group = \"ops\" }]\n");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"approve\"\ncommand = \"ls\"\napprovers = [{ unix_group = \"ops\" }]\n",
+    );
     assert!(e.contains("approvers are matched by OIDC identity"), "{e}");
     let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\", shell = \"x\" }]\n");
     assert!(e.contains("unknown field `shell`"), "{e}");
@@ -175,14 +226,18 @@ fn member_and_approver_shapes() {
 
 #[test]
 fn args_and_args_regex_exclude_each_other() {
-    let e = err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargs = []\nargs_regex = 'x'\n");
+    let e = err(
+        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargs = []\nargs_regex = 'x'\n",
+    );
     assert!(e.contains("args or args_regex, not both"), "{e}");
 }
 
 #[test]
 fn regexes_compile_lazily_and_anchor_to_the_whole_string() {
     let p = parse(SPEC_EXAMPLE).unwrap();
-    let ArgsSpec::Regex(r) = &p.roles[0].rules[1].args else { panic!() };
+    let ArgsSpec::Regex(r) = &p.roles[0].rules[1].args else {
+        panic!()
+    };
     let re = r.regex().unwrap();
     assert!(re.is_match("test"));
     assert!(re.is_match("run build --prod"));

@@ -1,0 +1,133 @@
+//! Starting the helper: the request goes over a socket pair installed as the helper's
+//! descriptor 3; the helper's exit status (or death by signal) becomes ours.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType, shutdown, socketpair};
+
+use crate::common::paths;
+use crate::helper::request::{Mode, Request, VERSION};
+use crate::system::fd;
+use crate::system::process::{self, ChildState};
+
+/// Converts arguments to UTF-8 (policy, logs and recordings are text).
+pub fn utf8_args(args: Vec<OsString>) -> Result<Vec<String>, String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            a.into_string().map_err(|_| {
+                format!(
+                    "argument {} is not valid UTF-8; lpexec only passes UTF-8 command lines",
+                    i + 1
+                )
+            })
+        })
+        .collect()
+}
+
+/// The helper's path: `LPEXEC_HELPER` (for development builds; harmless, since this process is
+/// unprivileged) or the compiled-in location.
+fn helper_path() -> std::path::PathBuf {
+    std::env::var_os("LPEXEC_HELPER")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| paths::HELPER_PATH.into(), Into::into)
+}
+
+/// The outcome of one helper invocation.
+pub struct HelperResult {
+    pub status: ChildState,
+    /// What the helper wrote back on the request channel.
+    #[allow(dead_code)]
+    pub response: Vec<u8>,
+}
+
+/// Runs the helper once with `req`.
+pub fn invoke(req: &Request) -> Result<HelperResult, String> {
+    let helper = helper_path();
+    let path = CString::new(helper.as_os_str().as_bytes())
+        .map_err(|_| "helper path contains NUL".to_string())?;
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair: {}", e.desc()))?;
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let pid = process::spawn_with_fd3(&path, std::slice::from_ref(&path), &envp, theirs.as_fd()).map_err(|e| {
+        format!(
+            "cannot run the helper {}: {}\nreinstall lpexec (the helper must be installed setuid root), or set LPEXEC_HELPER for a development build",
+            helper.display(),
+            e.desc()
+        )
+    })?;
+    drop(theirs);
+    process::forward_signals_to(pid);
+    // The helper may refuse before reading everything (an oversized request): then the write
+    // fails with EPIPE and the helper's own message and status tell the story.
+    let _ = fd::write_all(ours.as_fd(), &req.encode());
+    let _ = shutdown(std::os::fd::AsRawFd::as_raw_fd(&ours), Shutdown::Write);
+    let response = fd::read_to_end_limited(ours.as_fd(), 4 * 1024 * 1024).unwrap_or_default();
+    let status =
+        process::wait_exit(pid).map_err(|e| format!("waiting for the helper: {}", e.desc()))?;
+    Ok(HelperResult { status, response })
+}
+
+fn request(
+    mode: Mode,
+    argv: Vec<String>,
+    user: Option<String>,
+    role: Option<String>,
+    reason: Option<String>,
+) -> Request {
+    Request {
+        version: VERSION,
+        mode,
+        argv,
+        user,
+        role,
+        reason,
+    }
+}
+
+/// `lpexec list` and `lpexec explain`: the helper prints; its status is ours.
+pub fn query(mode: Mode, argv: Vec<String>, user: Option<String>, role: Option<String>) -> i32 {
+    match invoke(&request(mode, argv, user, role, None)) {
+        Ok(HelperResult {
+            status: ChildState::Exited(c),
+            ..
+        }) => c,
+        Ok(_) => 125,
+        Err(e) => super::fail(&e),
+    }
+}
+
+/// `lpexec COMMAND...`: run it, then exit the way it did.
+pub fn run(
+    argv: Vec<String>,
+    user: Option<String>,
+    role: Option<String>,
+    reason: Option<String>,
+) -> i32 {
+    match invoke(&request(Mode::Run, argv, user, role, reason)) {
+        Ok(HelperResult {
+            status: ChildState::Exited(c),
+            ..
+        }) => c,
+        Ok(HelperResult {
+            status: ChildState::Signaled(s, _),
+            ..
+        }) => process::die_by_signal(s),
+        Ok(_) => 125,
+        Err(e) => super::fail(&e),
+    }
+}
