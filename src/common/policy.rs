@@ -363,8 +363,10 @@ struct RawRole {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
-    action: Spanned<Action>,
-    command: Spanned<String>,
+    // Optional here so that a rule without them is reported with the other problems of the
+    // file instead of aborting the parse.
+    action: Option<Spanned<Action>>,
+    command: Option<Spanned<String>>,
     args: Option<Vec<String>>,
     args_regex: Option<Spanned<String>>,
     sha256: Option<Spanned<String>>,
@@ -576,20 +578,33 @@ fn check_rule(
     diags: &mut Vec<Diag>,
 ) -> Option<Rule> {
     let before = diags.len();
-    let action = *raw.action.get_ref();
-    let cmd = raw.command.get_ref();
+    let Some(action) = raw.action.as_ref().map(|a| *a.get_ref()) else {
+        diags.push(src.at(
+            span,
+            "this rule has no action: add action = \"allow\", \"deny\" or \"approve\"",
+        ));
+        return None;
+    };
+    let Some(command_s) = raw.command.as_ref() else {
+        diags.push(src.at(
+            span,
+            "this rule has no command: add command = \"NAME\", \"/absolute/path\" or \"*\"",
+        ));
+        return None;
+    };
+    let cmd = command_s.get_ref();
     let command = if cmd == "*" {
         CommandSpec::Any
     } else if cmd.starts_with('/') {
         if cmd.split('/').any(|c| c == "." || c == "..") {
             diags.push(src.at(
-                &raw.command.span(),
+                &command_s.span(),
                 format!("command {cmd:?} must not contain . or .. components"),
             ));
         }
         CommandSpec::Path(PathBuf::from(cmd))
     } else if cmd.is_empty() || cmd.contains('/') || cmd.bytes().any(|b| b <= b' ') {
-        diags.push(src.at(&raw.command.span(), format!(
+        diags.push(src.at(&command_s.span(), format!(
             "command {cmd:?} must be \"*\", a bare name (resolved through secure_path) or an absolute path")));
         CommandSpec::Any
     } else {

@@ -23,7 +23,7 @@ pub fn new_id(at: SystemTime) -> String {
 /// Whether `s` has the shape of a session id (and so is safe to use in a path).
 pub fn is_valid_id(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 33
+    b.len() == 32
         && b[8] == b'T'
         && b[15] == b'.'
         && b[22] == b'Z'
@@ -63,7 +63,7 @@ mod tests {
             "../../etc/passwd",
             "20261203T190525.482913Z-3F9A2C1B",
             "20261203T190525.482913Z-3f9a2c1b/..",
-            "x".repeat(33).as_str(),
+            "x".repeat(32).as_str(),
         ] {
             assert!(!is_valid_id(bad), "{bad}");
         }

@@ -109,7 +109,14 @@ pub(super) fn run(
                 out_pipe.map(|(r, w)| (drop(r), w).1),
                 err_pipe.map(|(r, w)| (drop(r), w).1),
             );
-            monitor(cmd, slave, stdin_tty, out_w, err_w, theirs)
+            monitor(
+                cmd,
+                slave,
+                [stdin_tty, stdout_tty, stderr_tty],
+                out_w,
+                err_w,
+                theirs,
+            )
         }
         Forked::Parent(pid) => pid,
     };
@@ -479,19 +486,21 @@ impl Session<'_> {
 fn monitor(
     cmd: &Command,
     slave: OwnedFd,
-    stdin_tty: bool,
+    ttys: [bool; 3],
     out_w: Option<OwnedFd>,
     err_w: Option<OwnedFd>,
     chan: Channel,
 ) -> ! {
-    monitor_inner(cmd, slave, stdin_tty, out_w, err_w, &chan);
+    monitor_inner(cmd, slave, ttys, out_w, err_w, &chan);
     process::exit_now(0)
 }
 
+/// `ttys[n]`: the caller's descriptor n is a terminal (so the command's n is the pty);
+/// otherwise it is the pipe (when interposed) or the caller's own descriptor, inherited.
 fn monitor_inner(
     cmd: &Command,
     slave: OwnedFd,
-    stdin_tty: bool,
+    ttys: [bool; 3],
     out_w: Option<OwnedFd>,
     err_w: Option<OwnedFd>,
     chan: &Channel,
@@ -513,12 +522,20 @@ fn monitor_inner(
         return;
     };
     let pid = {
-        let s = Some(slave.as_fd());
+        let pty = Some(slave.as_fd());
         let io = ChildIo {
             stdio: [
-                if stdin_tty { s } else { None },
-                out_w.as_ref().map(|f| f.as_fd()).or(s),
-                err_w.as_ref().map(|f| f.as_fd()).or(s),
+                if ttys[0] { pty } else { None },
+                if ttys[1] {
+                    pty
+                } else {
+                    out_w.as_ref().map(AsFd::as_fd)
+                },
+                if ttys[2] {
+                    pty
+                } else {
+                    err_w.as_ref().map(AsFd::as_fd)
+                },
             ],
         };
         match process::fork() {

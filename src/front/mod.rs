@@ -14,13 +14,22 @@ use cli::{Cli, Verb};
 
 /// Entry point of `lpexec`.
 pub fn main() -> ! {
+    if crate::system::fd::ensure_stdio().is_err() {
+        std::process::exit(125);
+    }
     crate::system::process::ignore_signal(nix::sys::signal::Signal::SIGPIPE);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            std::process::exit(0);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 125 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code);
+            // clap's "error: ..." in the house style: "lpexec: ...".
+            let text = e.render().to_string();
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            crate::common::out::err(&format!("lpexec: {text}"));
+            std::process::exit(125);
         }
     };
     let code = dispatch(cli);

@@ -156,15 +156,39 @@ pub fn fork() -> Result<Forked, SysError> {
 }
 
 /// Every catchable signal back to its default disposition, and none blocked — what a freshly
-/// started program expects (SPEC §9).
+/// started program expects (SPEC §9). This includes the real-time signals, and glibc's two
+/// reserved ones (32, 33), which glibc's `sigaction` refuses to touch but which a caller can
+/// leave ignored; so the kernel's `rt_sigaction` is called directly.
 pub fn reset_signals() {
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: libc::sighandler_t,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL cannot violate memory safety; no handler code runs.
-        let _ = unsafe { nix::sys::signal::sigaction(sig, &dfl) };
+        // SAFETY: rt_sigaction(2) reads one kernel `struct sigaction` (handler, flags, restorer,
+        // 64-bit mask: the layout above) from a valid pointer; the old action pointer is null,
+        // and the mask size argument is the kernel's 8 bytes. Installing SIG_DFL runs no code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
     }
     let _ = SigSet::empty().thread_set_mask();
 }

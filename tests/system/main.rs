@@ -1,1 +1,9 @@
+//! System tests: the real setuid helper, installed in a private mount namespace, run as real
+//! unprivileged users (see `harness`). Run as root: `cargo test --test system`.
 
+mod admin;
+mod attacks;
+mod cli;
+mod core;
+mod harness;
+mod terminal;
