@@ -120,7 +120,7 @@ impl Config {
 
     /// Parses and checks the text of a configuration file.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Diags> {
-        let src = Source { path, text };
+        let src = Source::new(path, text);
         let raw: RawConfig = toml::from_str(text).map_err(|e| Diags(vec![src.toml_error(&e)]))?;
         let mut diags = Vec::new();
         let mut cfg = Config::default_at(path);
@@ -128,10 +128,9 @@ impl Config {
         if let Some(sp) = raw.secure_path {
             let dirs = split_path(sp.get_ref());
             if dirs.is_empty() || sp.get_ref().split(':').any(|d| !d.starts_with('/')) {
-                diags.push(src.at(
-                    &sp.span(),
-                    "secure_path must be a ':'-separated list of absolute directories",
-                ));
+                diags.push(
+                    src.at(&sp.span(), "secure_path must be a ':'-separated list of absolute directories"),
+                );
             }
             cfg.secure_path = dirs;
         }
@@ -159,11 +158,7 @@ impl Config {
                 }),
                 None => Duration::from_secs(1800),
             };
-            cfg.approval = Some(Approval {
-                url: a.url.into_inner(),
-                trusted_keys: keys,
-                wait_timeout,
-            });
+            cfg.approval = Some(Approval { url: a.url.into_inner(), trusted_keys: keys, wait_timeout });
         }
         if let Some(r) = raw.recording {
             if let Some(dir) = r.dir {
@@ -171,10 +166,7 @@ impl Config {
                     || dir.get_ref().contains("/../")
                     || dir.get_ref().ends_with("/..")
                 {
-                    diags.push(src.at(
-                        &dir.span(),
-                        "recording dir must be an absolute path without '..'",
-                    ));
+                    diags.push(src.at(&dir.span(), "recording dir must be an absolute path without '..'"));
                 }
                 cfg.recording.dir = PathBuf::from(dir.into_inner());
             }
@@ -182,10 +174,7 @@ impl Config {
                 if !names::is_valid_account_name(g.get_ref()) {
                     diags.push(src.at(
                         &g.span(),
-                        format!(
-                            "recording group {:?} is not a valid group name",
-                            g.get_ref()
-                        ),
+                        format!("recording group {:?} is not a valid group name", g.get_ref()),
                     ));
                 }
                 cfg.recording.group = Some(g.into_inner());
@@ -214,19 +203,12 @@ impl Config {
                 }
             }
         }
-        if diags.is_empty() {
-            Ok(cfg)
-        } else {
-            Err(Diags(diags))
-        }
+        if diags.is_empty() { Ok(cfg) } else { Err(Diags(diags)) }
     }
 }
 
 fn split_path(s: &str) -> Vec<PathBuf> {
-    s.split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .collect()
+    s.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect()
 }
 
 #[derive(Deserialize)]
@@ -281,20 +263,14 @@ struct RawSyslog {
 
 /// Checks `[[issuer]]` entries: names unique and usable as cache keys, URLs https (or http on
 /// loopback), absolute key/CA paths.
-pub fn check_issuers(
-    src: &Source<'_>,
-    raw: Vec<Spanned<RawIssuer>>,
-    diags: &mut Vec<Diag>,
-) -> Vec<Issuer> {
+pub fn check_issuers(src: &Source<'_>, raw: Vec<Spanned<RawIssuer>>, diags: &mut Vec<Diag>) -> Vec<Issuer> {
     let mut out: Vec<Issuer> = Vec::new();
     for spanned in raw {
         let i = spanned.into_inner();
         let name = i.name.get_ref();
         if name.is_empty()
             || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
         {
             diags.push(src.at(
                 &i.name.span(),
@@ -327,9 +303,7 @@ pub fn check_issuers(
             audience: i.audience.unwrap_or_else(|| client_id.clone()),
             client_id,
             scopes: i.scopes.unwrap_or_else(|| {
-                ["openid", "email", "profile", "offline_access"]
-                    .map(String::from)
-                    .to_vec()
+                ["openid", "email", "profile", "offline_access"].map(String::from).to_vec()
             }),
             groups_claim: i.groups_claim.unwrap_or_else(|| "groups".to_string()),
             device_flow: i.device_flow.unwrap_or(true),
@@ -385,11 +359,8 @@ fn is_loopback_host(host: &str) -> bool {
 /// Parses `ed25519:<base64url>` into the raw 32-byte key.
 pub fn parse_public_key(s: &str) -> Result<[u8; 32], String> {
     use base64::Engine;
-    let bad = || {
-        format!(
-            "trusted key {s:?} must be \"ed25519:\" followed by a base64url-encoded 32-byte key"
-        )
-    };
+    let bad =
+        || format!("trusted key {s:?} must be \"ed25519:\" followed by a base64url-encoded 32-byte key");
     let b64 = s.strip_prefix("ed25519:").ok_or_else(bad)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(b64.trim_end_matches('='))
@@ -457,10 +428,7 @@ facility = "local3"
     fn unknown_keys_name_the_line() {
         let e = parse("secure_path = \"/bin\"\n[recording]\nrecord_inptu = true\n").unwrap_err();
         let s = e.to_string();
-        assert!(
-            s.starts_with("/etc/lpexec/lpexec.toml:3:1: unknown field `record_inptu`"),
-            "{s}"
-        );
+        assert!(s.starts_with("/etc/lpexec/lpexec.toml:3:1: unknown field `record_inptu`"), "{s}");
     }
 
     #[test]
@@ -472,26 +440,22 @@ facility = "local3"
         assert!(check_url("http://127.0.0.1.evil.com").is_err());
         assert!(check_url("https://user@host").is_err());
         assert!(check_url("ftp://x").is_err());
-        let e =
-            parse("[[issuer]]\nname = \"c\"\nurl = \"http://id.example.com\"\nclient_id = \"x\"\n")
-                .unwrap_err();
+        let e = parse("[[issuer]]\nname = \"c\"\nurl = \"http://id.example.com\"\nclient_id = \"x\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains(":3:7: issuer \"c\": URL"), "{e}");
     }
 
     #[test]
     fn collects_every_problem() {
-        let e = parse(
-            "[recording]\non_error = \"maybe\"\ngroup = \"a b\"\n[syslog]\nfacility = \"kern\"\n",
-        )
-        .unwrap_err();
+        let e = parse("[recording]\non_error = \"maybe\"\ngroup = \"a b\"\n[syslog]\nfacility = \"kern\"\n")
+            .unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
     }
 
     #[test]
     fn bad_trusted_keys() {
-        let e =
-            parse("[approval]\nurl = \"https://a\"\ntrusted_keys = [\"ed25519:abc\", \"rsa:x\"]\n")
-                .unwrap_err();
+        let e = parse("[approval]\nurl = \"https://a\"\ntrusted_keys = [\"ed25519:abc\", \"rsa:x\"]\n")
+            .unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
     }
 }

@@ -22,14 +22,7 @@ impl fmt::Display for Diag {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.msg)
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.col,
-                self.msg
-            )
+            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.msg)
         }
     }
 }
@@ -56,48 +49,39 @@ impl std::error::Error for Diags {}
 pub struct Source<'a> {
     pub path: &'a Path,
     pub text: &'a str,
+    /// Byte offset of the start of every line (computed once: policies can be large).
+    line_starts: Vec<usize>,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Source<'a> {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        Source { path, text, line_starts }
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or(self.text);
-        let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts.get(line.saturating_sub(1)).copied().unwrap_or(0);
+        let col = self.text.get(start..offset).map_or(0, |s| s.chars().count()) + 1;
         (line, col)
     }
 
     pub fn at(&self, span: &Range<usize>, msg: impl Into<String>) -> Diag {
         let (line, col) = self.line_col(span.start);
-        Diag {
-            file: self.path.to_path_buf(),
-            line,
-            col,
-            msg: msg.into(),
-        }
+        Diag { file: self.path.to_path_buf(), line, col, msg: msg.into() }
     }
 
     pub fn whole(&self, msg: impl Into<String>) -> Diag {
-        Diag {
-            file: self.path.to_path_buf(),
-            line: 0,
-            col: 0,
-            msg: msg.into(),
-        }
+        Diag { file: self.path.to_path_buf(), line: 0, col: 0, msg: msg.into() }
     }
 
     /// Turns a TOML syntax or schema error into a diagnostic.
     pub fn toml_error(&self, e: &toml::de::Error) -> Diag {
         // toml's message may span several lines (it quotes the source); keep the first.
-        let msg = e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .trim()
-            .to_string();
+        let msg = e.message().lines().next().unwrap_or("invalid TOML").trim().to_string();
         match e.span() {
             Some(span) => self.at(&span, msg),
             None => self.whole(msg),
@@ -111,14 +95,13 @@ mod tests {
 
     #[test]
     fn line_and_column_are_one_based() {
-        let src = Source {
-            path: Path::new("/x.toml"),
-            text: "a = 1\nbé = 2\n",
-        };
+        let src = Source::new(Path::new("/x.toml"), "a = 1\nbé = 2\n");
         assert_eq!(src.line_col(0), (1, 1));
         assert_eq!(src.line_col(6), (2, 1));
         // "bé = 2": the "=" is the 4th character even though "é" is two bytes.
         assert_eq!(src.line_col(10), (2, 4));
         assert_eq!(src.at(&(6..7), "bad").to_string(), "/x.toml:2:1: bad");
+        assert_eq!(src.line_col(5), (1, 6)); // the newline itself belongs to line 1
+        assert_eq!(src.line_col(99), (3, 1));
     }
 }

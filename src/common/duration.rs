@@ -17,12 +17,8 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     let mut num: Option<u64> = None;
     for c in s.chars() {
         if let Some(d) = c.to_digit(10) {
-            num = Some(
-                num.unwrap_or(0)
-                    .checked_mul(10)
-                    .and_then(|n| n.checked_add(d.into()))
-                    .ok_or_else(bad)?,
-            );
+            num =
+                Some(num.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(d.into())).ok_or_else(bad)?);
             continue;
         }
         let unit = match c {
@@ -33,10 +29,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         let n = num.take().ok_or_else(bad)?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
     }
     if num.is_some() {
         return Err(bad());
@@ -76,17 +69,7 @@ mod tests {
 
     #[test]
     fn refuses_nonsense() {
-        for s in [
-            "",
-            "10",
-            "m",
-            "1x",
-            "-1m",
-            "0s",
-            "1 m",
-            "99999999999999999999s",
-            "400d",
-        ] {
+        for s in ["", "10", "m", "1x", "-1m", "0s", "1 m", "99999999999999999999s", "400d"] {
             assert!(parse(s).is_err(), "{s:?} should be refused");
         }
     }

@@ -55,11 +55,7 @@ pub struct OidcIdentity {
 impl OidcIdentity {
     /// `corp:alice@example.com` (or the subject when there is no email), as in syslog `ID=`.
     pub fn display(&self) -> String {
-        format!(
-            "{}:{}",
-            self.issuer,
-            self.email.as_deref().unwrap_or(&self.sub)
-        )
+        format!("{}:{}", self.issuer, self.email.as_deref().unwrap_or(&self.sub))
     }
 }
 
@@ -72,10 +68,7 @@ pub struct Identity {
 
 impl Identity {
     pub fn unix_only(caller: Caller) -> Identity {
-        Identity {
-            caller,
-            oidc: Vec::new(),
-        }
+        Identity { caller, oidc: Vec::new() }
     }
 
     pub fn oidc_for(&self, issuer: &str) -> Option<&OidcIdentity> {
@@ -87,10 +80,6 @@ impl Identity {
         if self.oidc.is_empty() {
             return "-".to_string();
         }
-        self.oidc
-            .iter()
-            .map(OidcIdentity::display)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.oidc.iter().map(OidcIdentity::display).collect::<Vec<_>>().join(",")
     }
 }

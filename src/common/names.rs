@@ -8,17 +8,14 @@ pub fn is_valid_account_name(s: &str) -> bool {
     !body.is_empty()
         && s.len() <= 32
         && !s.starts_with('-')
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// A numeric account spelling `#1000`. Rejects `#-1`, `#4294967295` (which is `(uid_t)-1`, the
 /// CVE-2019-14287 class), `#+1`, `#0x10`, leading/trailing junk, and overflow.
 pub fn parse_numeric_id(s: &str) -> Option<Result<u32, String>> {
     let digits = s.strip_prefix('#')?;
-    let bad =
-        || format!("invalid numeric id {s:?}: expected '#' and a number from 0 to 4294967294");
+    let bad = || format!("invalid numeric id {s:?}: expected '#' and a number from 0 to 4294967294");
     if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Err(bad()));
     }
@@ -103,21 +100,17 @@ pub const DANGEROUS_ENV: &[&str] = &[
 
 /// Returns the dangerous-list entry that `name` falls under, if any.
 pub fn dangerous_env(name: &str) -> Option<&'static str> {
-    DANGEROUS_ENV
-        .iter()
-        .copied()
-        .find(|pat| match pat.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == *pat,
-        })
+    DANGEROUS_ENV.iter().copied().find(|pat| match pat.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == *pat,
+    })
 }
 
 /// A value that is safe to carry for `TERM`: a terminfo name, not a path.
 pub fn is_sane_term(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 64
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b))
         && !v.contains("..")
 }
 
@@ -126,8 +119,7 @@ pub fn is_sane_term(v: &str) -> bool {
 pub fn is_sane_locale(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 64
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.@-".contains(&b))
         && !v.contains("..")
 }
 
@@ -143,8 +135,7 @@ pub fn is_sane_kept_value(name: &str, v: &str) -> bool {
             !zone.starts_with('/')
                 && !zone.contains("..")
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_+-:,./".contains(&b))
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-:,./".contains(&b))
         }
         "TERM" => is_sane_term(v),
         "LANG" | "LANGUAGE" => is_sane_locale(v),
@@ -162,33 +153,14 @@ mod tests {
         for ok in ["alice", "web-deploy", "svc_1", "build$", "a.b"] {
             assert!(is_valid_account_name(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "-rf",
-            "a b",
-            "../etc",
-            "x/y",
-            "a:b",
-            "$",
-            &"a".repeat(33),
-        ] {
+        for bad in ["", "-rf", "a b", "../etc", "x/y", "a:b", "$", &"a".repeat(33)] {
             assert!(!is_valid_account_name(bad), "{bad}");
         }
     }
 
     #[test]
     fn cve_2019_14287_uid_minus_one_spellings_are_refused() {
-        for bad in [
-            "#-1",
-            "#4294967295",
-            "#4294967296",
-            "#99999999999",
-            "#+1",
-            "#0x1",
-            "#",
-            "#1a",
-            "# 1",
-        ] {
+        for bad in ["#-1", "#4294967295", "#4294967296", "#99999999999", "#+1", "#0x1", "#", "#1a", "# 1"] {
             assert!(matches!(parse_numeric_id(bad), Some(Err(_))), "{bad}");
         }
         assert_eq!(parse_numeric_id("#0"), Some(Ok(0)));
@@ -225,12 +197,7 @@ mod tests {
     fn values() {
         assert!(is_sane_kept_value("TZ", "Europe/Paris"));
         assert!(is_sane_kept_value("TZ", "UTC"));
-        for evil in [
-            "/tmp/evil",
-            ":/tmp/evil",
-            "../../tmp/evil",
-            "Europe/../../tmp",
-        ] {
+        for evil in ["/tmp/evil", ":/tmp/evil", "../../tmp/evil", "Europe/../../tmp"] {
             assert!(!is_sane_kept_value("TZ", evil), "{evil}");
         }
         assert!(!is_sane_kept_value("X", "() { :; }; id"));

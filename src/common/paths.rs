@@ -17,12 +17,10 @@ pub const STATE_DIR: &str = build_path!("LPEXEC_STATE_DIR", "/var/lib/lpexec");
 /// Default recordings directory (`[recording] dir` overrides it).
 pub const SESSIONS_DIR: &str = build_path!("LPEXEC_SESSIONS_DIR", "/var/log/lpexec/sessions");
 /// Where the front end finds the setuid helper (`LPEXEC_HELPER` overrides it for the front end).
-pub const HELPER_PATH: &str =
-    build_path!("LPEXEC_HELPER_PATH", "/usr/libexec/lpexec/lpexec-helper");
+pub const HELPER_PATH: &str = build_path!("LPEXEC_HELPER_PATH", "/usr/libexec/lpexec/lpexec-helper");
 
 /// Default `secure_path` when the configuration does not set one.
-pub const DEFAULT_SECURE_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_SECURE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub fn config_file() -> std::path::PathBuf {
     std::path::Path::new(CONFIG_DIR).join("lpexec.toml")

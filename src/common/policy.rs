@@ -72,10 +72,7 @@ pub struct Member {
 
 impl Member {
     fn has_oidc_condition(&self) -> bool {
-        self.sub.is_some()
-            || self.email.is_some()
-            || !self.groups.is_empty()
-            || !self.claims.is_empty()
+        self.sub.is_some() || self.email.is_some() || !self.groups.is_empty() || !self.claims.is_empty()
     }
 }
 
@@ -102,10 +99,7 @@ impl fmt::Display for Member {
             for (k, v) in &self.claims {
                 s.push_str(&format!(" {k}={v}"));
             }
-            if self.email.is_none()
-                && self.sub.is_none()
-                && self.groups.is_empty()
-                && self.claims.is_empty()
+            if self.email.is_none() && self.sub.is_none() && self.groups.is_empty() && self.claims.is_empty()
             {
                 s.push_str(" (any identity)");
             }
@@ -116,7 +110,7 @@ impl fmt::Display for Member {
 }
 
 /// The `command` of a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum CommandSpec {
     /// `"*"`: any command.
     Any,
@@ -137,21 +131,35 @@ impl fmt::Display for CommandSpec {
 }
 
 /// An `args_regex`, anchored to the whole joined argument string, compiled on first use.
+///
+/// At load time the pattern is parsed (so syntax errors are reported with the rest of the
+/// policy) and the literal prefixes that every match must start with are extracted; a joined
+/// argument string that starts with none of them cannot match, and the rule is skipped
+/// without compiling the pattern. With thousands of rules this keeps a decision to the few
+/// patterns that could apply.
 #[derive(Debug)]
 pub struct ArgsRegex {
     pub source: String,
+    /// `None`: no usable prefix (e.g. `.*`), every string must be tried.
+    prefixes: Option<Vec<Vec<u8>>>,
     compiled: OnceLock<Result<Regex, String>>,
 }
 
 impl ArgsRegex {
     fn new(source: String) -> Result<ArgsRegex, String> {
-        regex_syntax::Parser::new()
-            .parse(&source)
-            .map_err(|e| first_line(&e.to_string()))?;
-        Ok(ArgsRegex {
-            source,
-            compiled: OnceLock::new(),
-        })
+        use regex_syntax::hir::literal::{ExtractKind, Extractor};
+        let hir = regex_syntax::Parser::new().parse(&source).map_err(|e| first_line(&e.to_string()))?;
+        let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+        let prefixes = seq.literals().and_then(|lits| {
+            let v: Vec<Vec<u8>> = lits.iter().map(|l| l.as_bytes().to_vec()).collect();
+            (!v.is_empty() && v.iter().all(|l| !l.is_empty())).then_some(v)
+        });
+        Ok(ArgsRegex { source, prefixes, compiled: OnceLock::new() })
+    }
+
+    /// False only if no string starting like `joined` can match (a cheap necessary test).
+    pub fn may_match(&self, joined: &str) -> bool {
+        self.prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| joined.as_bytes().starts_with(p)))
     }
 
     /// The compiled, anchored pattern; an error (for instance a pattern that compiles too big)
@@ -159,8 +167,7 @@ impl ArgsRegex {
     pub fn regex(&self) -> Result<&Regex, &str> {
         self.compiled
             .get_or_init(|| {
-                Regex::new(&format!("^(?:{})$", self.source))
-                    .map_err(|e| first_line(&e.to_string()))
+                Regex::new(&format!("^(?:{})$", self.source)).map_err(|e| first_line(&e.to_string()))
             })
             .as_ref()
             .map_err(String::as_str)
@@ -169,10 +176,7 @@ impl ArgsRegex {
 
 impl Clone for ArgsRegex {
     fn clone(&self) -> Self {
-        ArgsRegex {
-            source: self.source.clone(),
-            compiled: OnceLock::new(),
-        }
+        ArgsRegex { source: self.source.clone(), prefixes: self.prefixes.clone(), compiled: OnceLock::new() }
     }
 }
 
@@ -184,11 +188,7 @@ impl PartialEq for ArgsRegex {
 
 fn first_line(s: &str) -> String {
     // regex errors quote the pattern over several lines; the last line says what is wrong.
-    s.lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or(s)
-        .trim()
-        .to_string()
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_string()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +210,9 @@ pub struct ApprovalReq {
 pub struct Rule {
     pub action: Action,
     pub command: CommandSpec,
+    /// Index of `command` in [`Policy::commands`] (each distinct command is resolved once
+    /// per decision, however many rules name it).
+    pub command_id: usize,
     pub args: ArgsSpec,
     pub sha256: Option<[u8; 32]>,
     pub cwd: Option<PathBuf>,
@@ -261,9 +264,9 @@ impl Role {
     /// Whether this role may run commands as the named target (name and uid both given so
     /// `#uid` entries match).
     pub fn allows_target(&self, name: &str, uid: u32) -> bool {
-        self.run_as.iter().any(|r| {
-            r == "*" || r == name || matches!(names::parse_numeric_id(r), Some(Ok(u)) if u == uid)
-        })
+        self.run_as
+            .iter()
+            .any(|r| r == "*" || r == name || matches!(names::parse_numeric_id(r), Some(Ok(u)) if u == uid))
     }
 
     /// The default target: the first `run_as` entry (`*` means root).
@@ -280,6 +283,8 @@ impl Role {
 pub struct Policy {
     pub roles: Vec<Role>,
     pub files: Vec<PathBuf>,
+    /// Every distinct rule command, indexed by [`Rule::command_id`].
+    pub commands: Vec<CommandSpec>,
 }
 
 impl Policy {
@@ -299,7 +304,7 @@ impl Policy {
         let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
         for (path, text) in files {
             policy.files.push(path.clone());
-            let src = Source { path, text };
+            let src = Source::new(path, text);
             let raw: RawPolicy = match toml::from_str(text) {
                 Ok(r) => r,
                 Err(e) => {
@@ -309,14 +314,9 @@ impl Policy {
             };
             for role in raw.role {
                 let span = role.span();
-                if let Some(r) =
-                    check_role(&src, role.into_inner(), span.clone(), issuers, &mut diags)
-                {
+                if let Some(r) = check_role(&src, role.into_inner(), span.clone(), issuers, &mut diags) {
                     if let Some(first) = seen.get(&r.name) {
-                        diags.push(src.at(
-                            &span,
-                            format!("role {:?} is already defined at {first}", r.name),
-                        ));
+                        diags.push(src.at(&span, format!("role {:?} is already defined at {first}", r.name)));
                         continue;
                     }
                     seen.insert(r.name.clone(), r.origin.clone());
@@ -324,11 +324,18 @@ impl Policy {
                 }
             }
         }
-        if diags.is_empty() {
-            Ok(policy)
-        } else {
-            Err(Diags(diags))
+        if !diags.is_empty() {
+            return Err(Diags(diags));
         }
+        let mut index: std::collections::HashMap<CommandSpec, usize> = std::collections::HashMap::new();
+        let commands = &mut policy.commands;
+        for rule in policy.roles.iter_mut().flat_map(|r| r.rules.iter_mut()) {
+            rule.command_id = *index.entry(rule.command.clone()).or_insert_with(|| {
+                commands.push(rule.command.clone());
+                commands.len() - 1
+            });
+        }
+        Ok(policy)
     }
 }
 
@@ -378,10 +385,7 @@ struct RawRule {
 }
 
 fn origin(src: &Source<'_>, span: &std::ops::Range<usize>) -> Origin {
-    Origin {
-        file: src.path.to_path_buf(),
-        line: src.line_col(span.start).0,
-    }
+    Origin { file: src.path.to_path_buf(), line: src.line_col(span.start).0 }
 }
 
 fn check_role(
@@ -395,14 +399,11 @@ fn check_role(
     let name = raw.name.get_ref().clone();
     if name.is_empty()
         || name.len() > 64
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
     {
-        diags.push(src.at(
-            &raw.name.span(),
-            format!("role name {name:?} must be 1-64 characters of [A-Za-z0-9_.-]"),
-        ));
+        diags.push(
+            src.at(&raw.name.span(), format!("role name {name:?} must be 1-64 characters of [A-Za-z0-9_.-]")),
+        );
     }
     if raw.members.is_empty() {
         diags.push(src.at(
@@ -410,44 +411,28 @@ fn check_role(
             format!("role {name:?} has no members: add `members = [{{ unix_group = \"...\" }}]`"),
         ));
     }
-    let members = raw
-        .members
-        .into_iter()
-        .filter_map(|m| check_member(src, m, issuers, false, diags))
-        .collect();
+    let members =
+        raw.members.into_iter().filter_map(|m| check_member(src, m, issuers, false, diags)).collect();
 
     let mut run_as = Vec::new();
-    for r in raw
-        .run_as
-        .unwrap_or_else(|| vec![Spanned::new(0..0, "root".to_string())])
-    {
+    for r in raw.run_as.unwrap_or_else(|| vec![Spanned::new(0..0, "root".to_string())]) {
         let v = r.get_ref();
-        let ok = v == "*"
-            || names::is_valid_account_name(v)
-            || matches!(names::parse_numeric_id(v), Some(Ok(_)));
+        let ok =
+            v == "*" || names::is_valid_account_name(v) || matches!(names::parse_numeric_id(v), Some(Ok(_)));
         if !ok {
-            diags.push(src.at(
-                &r.span(),
-                format!("run_as entry {v:?} is not a user name, #uid or \"*\""),
-            ));
+            diags.push(src.at(&r.span(), format!("run_as entry {v:?} is not a user name, #uid or \"*\"")));
         }
         run_as.push(r.into_inner());
     }
     if run_as.is_empty() {
-        diags.push(src.at(
-            &span,
-            format!("role {name:?}: run_as must name at least one target user"),
-        ));
+        diags.push(src.at(&span, format!("role {name:?}: run_as must name at least one target user")));
     }
 
     let mut env_keep = Vec::new();
     for e in raw.env_keep {
         let v = e.get_ref();
         if !names::is_valid_env_name(v) {
-            diags.push(src.at(
-                &e.span(),
-                format!("env_keep entry {v:?} is not a variable name"),
-            ));
+            diags.push(src.at(&e.span(), format!("env_keep entry {v:?} is not a variable name")));
         } else if let Some(pat) = names::dangerous_env(v) {
             diags.push(src.at(&e.span(), format!(
                 "env_keep entry {v:?} is dangerous (matches {pat}): it would let the caller change what the command loads or runs")));
@@ -457,16 +442,10 @@ fn check_role(
     let mut env_set = Vec::new();
     for (k, v) in raw.env_set {
         if !names::is_valid_env_name(&k) || k.starts_with("LPEXEC_") {
-            diags.push(src.at(
-                &v.span(),
-                format!("env_set key {k:?} is not a variable name lpexec may set"),
-            ));
+            diags.push(src.at(&v.span(), format!("env_set key {k:?} is not a variable name lpexec may set")));
         }
         if v.get_ref().contains('\0') {
-            diags.push(src.at(
-                &v.span(),
-                format!("env_set value of {k} contains a NUL byte"),
-            ));
+            diags.push(src.at(&v.span(), format!("env_set value of {k} contains a NUL byte")));
         }
         env_set.push((k, v.into_inner()));
     }
@@ -476,18 +455,15 @@ fn check_role(
             Ok(_) if m.get_ref().is_empty() => {
                 diags.push(src.at(&m.span(), "mask pattern must not be empty"))
             }
-            Ok(re) if re.is_match("") => diags.push(src.at(
-                &m.span(),
-                format!("mask pattern {:?} matches the empty string", m.get_ref()),
-            )),
+            Ok(re) if re.is_match("") => diags
+                .push(src.at(&m.span(), format!("mask pattern {:?} matches the empty string", m.get_ref()))),
             Ok(_) => {}
-            Err(e) => diags.push(src.at(
-                &m.span(),
-                format!(
-                    "mask pattern is not a valid regex: {}",
-                    first_line(&e.to_string())
-                ),
-            )),
+            Err(e) => {
+                diags.push(src.at(
+                    &m.span(),
+                    format!("mask pattern is not a valid regex: {}", first_line(&e.to_string())),
+                ))
+            }
         }
         mask.push(m.into_inner());
     }
@@ -527,20 +503,18 @@ fn check_member(
     let before = diags.len();
     let what = if approver { "approver" } else { "member" };
     if m == Member::default() {
-        diags.push(src.at(
-            &span,
-            format!("empty {what} entry: name a unix_user, unix_group or issuer"),
-        ));
+        diags.push(src.at(&span, format!("empty {what} entry: name a unix_user, unix_group or issuer")));
     }
     for (key, v) in [("unix_user", &m.unix_user), ("unix_group", &m.unix_group)] {
         if let Some(v) = v {
             if approver {
-                diags.push(src.at(
-                    &span,
-                    format!("approvers are matched by OIDC identity; {key} cannot be used here"),
-                ));
-            } else if !(names::is_valid_account_name(v)
-                || matches!(names::parse_numeric_id(v), Some(Ok(_))))
+                diags.push(
+                    src.at(
+                        &span,
+                        format!("approvers are matched by OIDC identity; {key} cannot be used here"),
+                    ),
+                );
+            } else if !(names::is_valid_account_name(v) || matches!(names::parse_numeric_id(v), Some(Ok(_))))
             {
                 diags.push(src.at(&span, format!("{key} {v:?} is not a valid name or #id")));
             }
@@ -548,21 +522,19 @@ fn check_member(
     }
     match &m.issuer {
         Some(i) if !issuers.contains(&i.as_str()) => {
-            let known = if issuers.is_empty() {
-                "none are configured".to_string()
-            } else {
-                issuers.join(", ")
-            };
-            diags.push(src.at(
-                &span,
-                format!("unknown issuer {i:?} (configured in lpexec.toml [[issuer]]: {known})"),
-            ));
+            let known =
+                if issuers.is_empty() { "none are configured".to_string() } else { issuers.join(", ") };
+            diags.push(
+                src.at(
+                    &span,
+                    format!("unknown issuer {i:?} (configured in lpexec.toml [[issuer]]: {known})"),
+                ),
+            );
         }
         None if m.has_oidc_condition() => {
-            diags.push(src.at(
-                &span,
-                format!("{what} entry uses sub, email, groups or claims but names no issuer"),
-            ));
+            diags.push(
+                src.at(&span, format!("{what} entry uses sub, email, groups or claims but names no issuer")),
+            );
         }
         None if approver => diags.push(src.at(&span, "approver entries must name an issuer")),
         _ => {}
@@ -579,17 +551,13 @@ fn check_rule(
 ) -> Option<Rule> {
     let before = diags.len();
     let Some(action) = raw.action.as_ref().map(|a| *a.get_ref()) else {
-        diags.push(src.at(
-            span,
-            "this rule has no action: add action = \"allow\", \"deny\" or \"approve\"",
-        ));
+        diags.push(src.at(span, "this rule has no action: add action = \"allow\", \"deny\" or \"approve\""));
         return None;
     };
     let Some(command_s) = raw.command.as_ref() else {
-        diags.push(src.at(
-            span,
-            "this rule has no command: add command = \"NAME\", \"/absolute/path\" or \"*\"",
-        ));
+        diags.push(
+            src.at(span, "this rule has no command: add command = \"NAME\", \"/absolute/path\" or \"*\""),
+        );
         return None;
     };
     let cmd = command_s.get_ref();
@@ -597,10 +565,9 @@ fn check_rule(
         CommandSpec::Any
     } else if cmd.starts_with('/') {
         if cmd.split('/').any(|c| c == "." || c == "..") {
-            diags.push(src.at(
-                &command_s.span(),
-                format!("command {cmd:?} must not contain . or .. components"),
-            ));
+            diags.push(
+                src.at(&command_s.span(), format!("command {cmd:?} must not contain . or .. components")),
+            );
         }
         CommandSpec::Path(PathBuf::from(cmd))
     } else if cmd.is_empty() || cmd.contains('/') || cmd.bytes().any(|b| b <= b' ') {
@@ -676,18 +643,12 @@ fn check_rule(
             },
             None => Duration::from_secs(600),
         };
-        Some(ApprovalReq {
-            approvers,
-            min_approvals: min,
-            ttl,
-        })
+        Some(ApprovalReq { approvers, min_approvals: min, ttl })
     } else {
         if raw.approvers.is_some() || raw.min_approvals.is_some() || raw.ttl.is_some() {
             diags.push(src.at(
                 span,
-                format!(
-                    "approvers, min_approvals and ttl only apply to approve rules, not {action}"
-                ),
+                format!("approvers, min_approvals and ttl only apply to approve rules, not {action}"),
             ));
         }
         None
@@ -698,6 +659,7 @@ fn check_rule(
     (diags.len() == before).then(|| Rule {
         action,
         command,
+        command_id: 0,
         args,
         sha256,
         cwd,

@@ -8,10 +8,7 @@
 
 /// Whether `arg` can appear unquoted.
 fn is_plain(arg: &str) -> bool {
-    !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b))
+    !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b))
 }
 
 /// Quotes one argument if the rule requires it.

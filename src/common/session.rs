@@ -12,12 +12,7 @@ pub fn new_id(at: SystemTime) -> String {
     // If the kernel cannot give randomness, the microseconds and the exclusive file creation
     // still keep ids unique; the suffix only makes collisions unlikely.
     let _ = getrandom::fill(&mut r);
-    format!(
-        "{}.{:06}Z-{:08x}",
-        u.compact(),
-        u.nanos / 1000,
-        u32::from_le_bytes(r)
-    )
+    format!("{}.{:06}Z-{:08x}", u.compact(), u.nanos / 1000, u32::from_le_bytes(r))
 }
 
 /// Whether `s` has the shape of a session id (and so is safe to use in a path).
@@ -28,14 +23,8 @@ pub fn is_valid_id(s: &str) -> bool {
         && b[15] == b'.'
         && b[22] == b'Z'
         && b[23] == b'-'
-        && b[..8]
-            .iter()
-            .chain(&b[9..15])
-            .chain(&b[16..22])
-            .all(u8::is_ascii_digit)
-        && b[24..]
-            .iter()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && b[..8].iter().chain(&b[9..15]).chain(&b[16..22]).all(u8::is_ascii_digit)
+        && b[24..].iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
 /// The `YYYY/MM/DD` directory part of an id.

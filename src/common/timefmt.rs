@@ -19,8 +19,7 @@ impl Utc {
     pub fn from_system(t: SystemTime) -> Utc {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2);
-        let dt = time::OffsetDateTime::from_unix_timestamp(secs)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let dt = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         Utc {
             year: dt.year(),
             month: u8::from(dt.month()),
@@ -63,8 +62,7 @@ impl Utc {
 
 /// Seconds since the epoch as a float, for JSON.
 pub fn unix_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub fn unix_secs(t: SystemTime) -> u64 {
@@ -76,9 +74,7 @@ pub fn unix_secs(t: SystemTime) -> u64 {
 /// (`2h`, `30m`, `7d` ago).
 pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     if let Ok(d) = crate::common::duration::parse(s) {
-        return now
-            .checked_sub(d)
-            .ok_or_else(|| format!("{s:?} is too far in the past"));
+        return now.checked_sub(d).ok_or_else(|| format!("{s:?} is too far in the past"));
     }
     let bad = || {
         format!(
@@ -112,9 +108,7 @@ pub fn parse_when(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     let month = time::Month::try_from(m).map_err(|_| bad())?;
     let date = time::Date::from_calendar_date(y, month, d).map_err(|_| bad())?;
     let t = time::Time::from_hms(hh, mm, ss).map_err(|_| bad())?;
-    let ts = time::PrimitiveDateTime::new(date, t)
-        .assume_utc()
-        .unix_timestamp();
+    let ts = time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp();
     let secs = u64::try_from(ts).map_err(|_| bad())?;
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -136,14 +130,8 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_796_324_725);
         assert_eq!(parse_when("2026-12-03T19:05:25Z", now).unwrap(), now);
         assert_eq!(parse_when("2026-12-03 19:05:25", now).unwrap(), now);
-        assert_eq!(
-            unix_secs(parse_when("2026-12-03", now).unwrap()),
-            1_796_256_000
-        );
-        assert_eq!(
-            parse_when("2h", now).unwrap(),
-            now - Duration::from_secs(7200)
-        );
+        assert_eq!(unix_secs(parse_when("2026-12-03", now).unwrap()), 1_796_256_000);
+        assert_eq!(parse_when("2h", now).unwrap(), now - Duration::from_secs(7200));
         for bad in ["yesterday", "2026-13-01", "2026-12-03 25:00", "12/03/2026"] {
             assert!(parse_when(bad, now).is_err(), "{bad}");
         }

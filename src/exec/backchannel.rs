@@ -68,13 +68,8 @@ impl Msg {
 pub struct Channel(pub OwnedFd);
 
 pub fn pair() -> Result<(Channel, Channel), SysError> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .ctx(|| "socketpair".into())?;
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .ctx(|| "socketpair".into())?;
     Ok((Channel(a), Channel(b)))
 }
 

@@ -122,9 +122,7 @@ pub fn probe() -> SessionInfo {
     use crate::system::{fd, term};
     let ctty = term::open_controlling_tty();
     let tty = (0..=2).find_map(|n| term::tty_name(fd::stdio(n)));
-    let ws = ctty
-        .as_ref()
-        .and_then(|t| term::get_winsize(std::os::fd::AsFd::as_fd(t)));
+    let ws = ctty.as_ref().and_then(|t| term::get_winsize(std::os::fd::AsFd::as_fd(t)));
     SessionInfo {
         tty,
         cols: ws.map_or(80, |w| w.ws_col),
@@ -137,11 +135,7 @@ pub fn probe() -> SessionInfo {
 ///
 /// `interpose`: route stdout/stderr that are not terminals through the relay (needed to record
 /// or mask them); without it they are handed to the command directly.
-pub fn run(
-    cmd: &Command,
-    interpose: bool,
-    observer: &mut dyn Observer,
-) -> Result<Outcome, SysError> {
+pub fn run(cmd: &Command, interpose: bool, observer: &mut dyn Observer) -> Result<Outcome, SysError> {
     match crate::system::term::open_controlling_tty() {
         Some(tty) => pty::run(cmd, tty, interpose, observer),
         None => nopty::run(cmd, interpose, observer),
@@ -150,9 +144,5 @@ pub fn run(
 
 /// Maps the child's pre-exec report to an outcome.
 fn failed_outcome(stage: u8, errno: Errno) -> Outcome {
-    if stage == child::STAGE_EXEC {
-        Outcome::ExecFailed(errno)
-    } else {
-        Outcome::SetupFailed(errno)
-    }
+    if stage == child::STAGE_EXEC { Outcome::ExecFailed(errno) } else { Outcome::SetupFailed(errno) }
 }

@@ -32,11 +32,7 @@ struct Source {
     open: bool,
 }
 
-pub(super) fn run(
-    cmd: &Command,
-    interpose: bool,
-    observer: &mut dyn Observer,
-) -> Result<Outcome, SysError> {
+pub(super) fn run(cmd: &Command, interpose: bool, observer: &mut dyn Observer) -> Result<Outcome, SysError> {
     let mut signals: Vec<Signal> = RELAYED.to_vec();
     signals.extend([Signal::SIGCHLD, Signal::SIGTSTP, Signal::SIGCONT]);
     let mut sigq = SignalQueue::new(&signals)?;
@@ -54,12 +50,8 @@ pub(super) fn run(
     let pid = match process::fork()? {
         Forked::Child => {
             let io = match &pipes {
-                Some(((_, ow), (_, ew))) => ChildIo {
-                    stdio: [None, Some(ow.as_fd()), Some(ew.as_fd())],
-                },
-                None => ChildIo {
-                    stdio: [None, None, None],
-                },
+                Some(((_, ow), (_, ew))) => ChildIo { stdio: [None, Some(ow.as_fd()), Some(ew.as_fd())] },
+                None => ChildIo { stdio: [None, None, None] },
             };
             exec_child(cmd, &io, &report_w)
         }
@@ -71,12 +63,7 @@ pub(super) fn run(
         drop((ow, ew));
         for (r, stream, sink) in [(or, Stream::Stdout, 1), (er, Stream::Stderr, 2)] {
             fd::set_nonblocking(r.as_fd(), true).map_err(|e| SysError::new("O_NONBLOCK", e))?;
-            sources.push(Source {
-                fd: r,
-                stream,
-                sink,
-                open: true,
-            });
+            sources.push(Source { fd: r, stream, sink, open: true });
         }
     }
     if let Err((stage, errno)) = read_report(&report_r) {
@@ -106,10 +93,7 @@ pub(super) fn run(
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SysError::new("poll", e)),
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
 
         for (k, &i) in idx.iter().enumerate() {

@@ -40,10 +40,7 @@ impl<'a> RawGuard<'a> {
     fn new(tty: BorrowedFd<'a>, saved: &Termios) -> Option<RawGuard<'a>> {
         term::remember_for_restore(tty, saved);
         term::set_attrs(tty, &term::raw(saved)).ok()?;
-        Some(RawGuard {
-            tty,
-            saved: saved.clone(),
-        })
+        Some(RawGuard { tty, saved: saved.clone() })
     }
 }
 
@@ -76,11 +73,7 @@ pub(super) fn run(
     fd::set_nonblocking(tty.as_fd(), true).map_err(|e| SysError::new("O_NONBLOCK", e))?;
 
     let mk_pipe = |want: bool| -> Result<Option<(OwnedFd, OwnedFd)>, SysError> {
-        if want {
-            fd::pipe().map(Some).map_err(|e| SysError::new("pipe", e))
-        } else {
-            Ok(None)
-        }
+        if want { fd::pipe().map(Some).map_err(|e| SysError::new("pipe", e)) } else { Ok(None) }
     };
     let out_pipe = mk_pipe(!stdout_tty && interpose)?;
     let err_pipe = mk_pipe(!stderr_tty && interpose)?;
@@ -105,18 +98,9 @@ pub(super) fn run(
             drop(tty);
             drop(pty.master);
             let slave = pty.slave;
-            let (out_w, err_w) = (
-                out_pipe.map(|(r, w)| (drop(r), w).1),
-                err_pipe.map(|(r, w)| (drop(r), w).1),
-            );
-            monitor(
-                cmd,
-                slave,
-                [stdin_tty, stdout_tty, stderr_tty],
-                out_w,
-                err_w,
-                theirs,
-            )
+            let (out_w, err_w) =
+                (out_pipe.map(|(r, w)| (drop(r), w).1), err_pipe.map(|(r, w)| (drop(r), w).1));
+            monitor(cmd, slave, [stdin_tty, stdout_tty, stderr_tty], out_w, err_w, theirs)
         }
         Forked::Parent(pid) => pid,
     };
@@ -127,12 +111,7 @@ pub(super) fn run(
         if let Some((r, w)) = p {
             drop(w);
             fd::set_nonblocking(r.as_fd(), true).map_err(|e| SysError::new("O_NONBLOCK", e))?;
-            pipes.push(Pipe {
-                r,
-                stream,
-                sink,
-                open: true,
-            });
+            pipes.push(Pipe { r, stream, sink, open: true });
         }
     }
 
@@ -149,10 +128,7 @@ pub(super) fn run(
         _ => {
             let _ = process::signal_process(monitor_pid, Signal::SIGKILL);
             let _ = process::wait_child(monitor_pid, true);
-            return Err(SysError::new(
-                "the session monitor failed to start the command",
-                Errno::EPROTO,
-            ));
+            return Err(SysError::new("the session monitor failed to start the command", Errno::EPROTO));
         }
     };
 
@@ -232,10 +208,7 @@ pub(super) fn run(
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SysError::new("poll", e)),
         }
-        let rev: Vec<PollFlags> = fds
-            .iter()
-            .map(|p| p.revents().unwrap_or(PollFlags::empty()))
-            .collect();
+        let rev: Vec<PollFlags> = fds.iter().map(|p| p.revents().unwrap_or(PollFlags::empty())).collect();
         drop(fds);
         let has = |i: Option<usize>, f: PollFlags| i.is_some_and(|i| rev[i].intersects(f));
         let any = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
@@ -526,16 +499,8 @@ fn monitor_inner(
         let io = ChildIo {
             stdio: [
                 if ttys[0] { pty } else { None },
-                if ttys[1] {
-                    pty
-                } else {
-                    out_w.as_ref().map(AsFd::as_fd)
-                },
-                if ttys[2] {
-                    pty
-                } else {
-                    err_w.as_ref().map(AsFd::as_fd)
-                },
+                if ttys[1] { pty } else { out_w.as_ref().map(AsFd::as_fd) },
+                if ttys[2] { pty } else { err_w.as_ref().map(AsFd::as_fd) },
             ],
         };
         match process::fork() {
@@ -556,21 +521,15 @@ fn monitor_inner(
     drop((rep_w, out_w, err_w));
     if let Err((stage, e)) = read_report(&rep_r) {
         let _ = process::wait_child(pid, true);
-        let m = if stage == super::child::STAGE_EXEC {
-            Msg::ExecFailed(e)
-        } else {
-            Msg::SetupFailed(e)
-        };
+        let m = if stage == super::child::STAGE_EXEC { Msg::ExecFailed(e) } else { Msg::SetupFailed(e) };
         let _ = chan.send(m);
         return;
     }
     let _ = chan.send(Msg::Started(pid.as_raw()));
 
     loop {
-        let mut fds = [
-            PollFd::new(sigq.as_fd(), PollFlags::POLLIN),
-            PollFd::new(chan.0.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds =
+            [PollFd::new(sigq.as_fd(), PollFlags::POLLIN), PollFd::new(chan.0.as_fd(), PollFlags::POLLIN)];
         if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
             if e != Errno::EINTR {
                 break;
@@ -626,9 +585,7 @@ fn end_orphaned(pid: Pid, sigq: &mut SignalQueue) {
     let _ = process::signal_group(pid, Signal::SIGCONT);
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
-        if let Ok(ChildState::Exited(_) | ChildState::Signaled(..)) =
-            process::wait_child(pid, false)
-        {
+        if let Ok(ChildState::Exited(_) | ChildState::Signaled(..)) = process::wait_child(pid, false) {
             return;
         }
         let mut fds = [PollFd::new(sigq.as_fd(), PollFlags::POLLIN)];

@@ -85,10 +85,7 @@ impl Drain {
 
     pub fn start() -> Drain {
         let now = std::time::Instant::now();
-        Drain {
-            idle_until: now + Self::IDLE,
-            hard_until: now + Self::CAP,
-        }
+        Drain { idle_until: now + Self::IDLE, hard_until: now + Self::CAP }
     }
 
     pub fn progress(&mut self) {

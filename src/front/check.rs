@@ -18,14 +18,8 @@ pub fn run(a: &CheckArgs) -> i32 {
             let approval = c
                 .approval
                 .as_ref()
-                .map_or("no approval service".to_string(), |ap| {
-                    format!("approvals at {}", ap.url)
-                });
-            println_safe!(
-                "{}: ok ({} issuer(s), {approval})",
-                cfg_path.display(),
-                c.issuers.len()
-            );
+                .map_or("no approval service".to_string(), |ap| format!("approvals at {}", ap.url));
+            println_safe!("{}: ok ({} issuer(s), {approval})", cfg_path.display(), c.issuers.len());
             c
         }
         Err(e) => {
@@ -40,11 +34,7 @@ pub fn run(a: &CheckArgs) -> i32 {
 
     let (main, dir, access): (PathBuf, Option<PathBuf>, Access) = match &a.policy {
         Some(p) => (p.clone(), None, Access::Plain),
-        None => (
-            paths::policy_file(),
-            Some(paths::policy_dir()),
-            Access::Secure,
-        ),
+        None => (paths::policy_file(), Some(paths::policy_dir()), Access::Secure),
     };
     let files = match load::policy_files(&main, dir.as_deref(), access) {
         Ok(f) => f,
@@ -57,8 +47,7 @@ pub fn run(a: &CheckArgs) -> i32 {
         eprintln_safe!(
             "lpexec: warning: no policy files ({} and {}/*.toml are absent): every request will be denied",
             main.display(),
-            dir.as_deref()
-                .map_or("-".into(), |d| d.display().to_string())
+            dir.as_deref().map_or("-".into(), |d| d.display().to_string())
         );
     }
     let issuers: Vec<&str> = cfg.issuers.iter().map(|i| i.name.as_str()).collect();
@@ -100,11 +89,7 @@ pub fn run(a: &CheckArgs) -> i32 {
                 println_safe!("{}", r.line);
             }
             let failed = results.iter().filter(|r| !r.passed).count();
-            println_safe!(
-                "{} case(s): {} passed, {failed} failed",
-                results.len(),
-                results.len() - failed
-            );
+            println_safe!("{} case(s): {} passed, {failed} failed", results.len(), results.len() - failed);
             i32::from(failed > 0)
         }
     }

@@ -134,12 +134,7 @@ pub struct ExplainArgs {
     #[arg(short = 'u', long = "user", value_name = "USER")]
     pub user: Option<String>,
     /// The command and its arguments
-    #[arg(
-        value_name = "COMMAND",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }
 
@@ -213,27 +208,15 @@ mod tests {
 
     #[test]
     fn verbs() {
-        assert!(matches!(
-            parse(&["list"]).verb,
-            Some(Verb::List { role: None })
-        ));
+        assert!(matches!(parse(&["list"]).verb, Some(Verb::List { role: None })));
         assert!(parse(&["-l"]).list);
-        let c = parse(&[
-            "explain", "-u", "root", "--", "npm", "publish", "--tag", "x",
-        ]);
-        let Some(Verb::Explain(e)) = c.verb else {
-            panic!()
-        };
+        let c = parse(&["explain", "-u", "root", "--", "npm", "publish", "--tag", "x"]);
+        let Some(Verb::Explain(e)) = c.verb else { panic!() };
         assert_eq!(e.command, ["npm", "publish", "--tag", "x"]);
         assert_eq!(e.user.as_deref(), Some("root"));
         let c = parse(&["explain", "ls", "-l"]);
-        let Some(Verb::Explain(e)) = c.verb else {
-            panic!()
-        };
+        let Some(Verb::Explain(e)) = c.verb else { panic!() };
         assert_eq!(e.command, ["ls", "-l"]);
-        assert!(matches!(
-            parse(&["check", "--test", "t.toml"]).verb,
-            Some(Verb::Check(_))
-        ));
+        assert!(matches!(parse(&["check", "--test", "t.toml"]).verb, Some(Verb::Check(_))));
     }
 }

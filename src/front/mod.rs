@@ -44,10 +44,7 @@ fn dispatch(cli: Cli) -> i32 {
             Err(msg) => fail(&msg),
         },
         Some(Verb::Check(a)) => check::run(&a),
-        Some(v) => fail(&format!(
-            "`{}` is not available in this build",
-            verb_name(&v)
-        )),
+        Some(v) => fail(&format!("`{}` is not available in this build", verb_name(&v))),
         None if cli.list => run::query(Mode::List, Vec::new(), None, cli.role),
         None if cli.command.is_empty() => {
             eprintln_safe!(

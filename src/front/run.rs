@@ -18,10 +18,7 @@ pub fn utf8_args(args: Vec<OsString>) -> Result<Vec<String>, String> {
         .enumerate()
         .map(|(i, a)| {
             a.into_string().map_err(|_| {
-                format!(
-                    "argument {} is not valid UTF-8; lpexec only passes UTF-8 command lines",
-                    i + 1
-                )
+                format!("argument {} is not valid UTF-8; lpexec only passes UTF-8 command lines", i + 1)
             })
         })
         .collect()
@@ -46,15 +43,10 @@ pub struct HelperResult {
 /// Runs the helper once with `req`.
 pub fn invoke(req: &Request) -> Result<HelperResult, String> {
     let helper = helper_path();
-    let path = CString::new(helper.as_os_str().as_bytes())
-        .map_err(|_| "helper path contains NUL".to_string())?;
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("socketpair: {}", e.desc()))?;
+    let path =
+        CString::new(helper.as_os_str().as_bytes()).map_err(|_| "helper path contains NUL".to_string())?;
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| format!("socketpair: {}", e.desc()))?;
     let envp: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
@@ -77,8 +69,7 @@ pub fn invoke(req: &Request) -> Result<HelperResult, String> {
     let _ = fd::write_all(ours.as_fd(), &req.encode());
     let _ = shutdown(std::os::fd::AsRawFd::as_raw_fd(&ours), Shutdown::Write);
     let response = fd::read_to_end_limited(ours.as_fd(), 4 * 1024 * 1024).unwrap_or_default();
-    let status =
-        process::wait_exit(pid).map_err(|e| format!("waiting for the helper: {}", e.desc()))?;
+    let status = process::wait_exit(pid).map_err(|e| format!("waiting for the helper: {}", e.desc()))?;
     Ok(HelperResult { status, response })
 }
 
@@ -89,44 +80,23 @@ fn request(
     role: Option<String>,
     reason: Option<String>,
 ) -> Request {
-    Request {
-        version: VERSION,
-        mode,
-        argv,
-        user,
-        role,
-        reason,
-    }
+    Request { version: VERSION, mode, argv, user, role, reason }
 }
 
 /// `lpexec list` and `lpexec explain`: the helper prints; its status is ours.
 pub fn query(mode: Mode, argv: Vec<String>, user: Option<String>, role: Option<String>) -> i32 {
     match invoke(&request(mode, argv, user, role, None)) {
-        Ok(HelperResult {
-            status: ChildState::Exited(c),
-            ..
-        }) => c,
+        Ok(HelperResult { status: ChildState::Exited(c), .. }) => c,
         Ok(_) => 125,
         Err(e) => super::fail(&e),
     }
 }
 
 /// `lpexec COMMAND...`: run it, then exit the way it did.
-pub fn run(
-    argv: Vec<String>,
-    user: Option<String>,
-    role: Option<String>,
-    reason: Option<String>,
-) -> i32 {
+pub fn run(argv: Vec<String>, user: Option<String>, role: Option<String>, reason: Option<String>) -> i32 {
     match invoke(&request(Mode::Run, argv, user, role, reason)) {
-        Ok(HelperResult {
-            status: ChildState::Exited(c),
-            ..
-        }) => c,
-        Ok(HelperResult {
-            status: ChildState::Signaled(s, _),
-            ..
-        }) => process::die_by_signal(s),
+        Ok(HelperResult { status: ChildState::Exited(c), .. }) => c,
+        Ok(HelperResult { status: ChildState::Signaled(s, _), .. }) => process::die_by_signal(s),
         Ok(_) => 125,
         Err(e) => super::fail(&e),
     }

@@ -23,10 +23,7 @@ pub struct EnvInput<'a> {
 }
 
 fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    env.iter()
-        .rev()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
+    env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 /// Builds the environment as `NAME=value` entries; later settings replace earlier ones.
@@ -39,19 +36,14 @@ pub fn build(i: &EnvInput<'_>) -> Vec<(String, String)> {
     if let Some(t) = get(i.caller_env, "TERM").filter(|t| names::is_sane_term(t)) {
         set("TERM", t);
     }
-    let path: Vec<String> = i
-        .secure_path
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let path: Vec<String> = i.secure_path.iter().map(|p| p.display().to_string()).collect();
     set("PATH", &path.join(":"));
     set("HOME", &i.target.home.display().to_string());
     set("USER", &i.target.name);
     set("LOGNAME", &i.target.name);
     set("SHELL", &i.target.shell.display().to_string());
     for (k, v) in i.caller_env {
-        let locale =
-            k == "LANG" || k == "LANGUAGE" || (k.starts_with("LC_") && names::is_valid_env_name(k));
+        let locale = k == "LANG" || k == "LANGUAGE" || (k.starts_with("LC_") && names::is_valid_env_name(k));
         if locale && names::is_sane_locale(v) {
             set(k, v);
         }
@@ -79,9 +71,7 @@ pub fn build(i: &EnvInput<'_>) -> Vec<(String, String)> {
 }
 
 pub fn to_cstrings(env: &[(String, String)]) -> Vec<CString> {
-    env.iter()
-        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
-        .collect()
+    env.iter().filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()).collect()
 }
 
 #[cfg(test)]
@@ -120,18 +110,9 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let caller = Caller {
-            uid: 1000,
-            name: "alice".into(),
-            groups: vec![],
-        };
-        let target = Account {
-            uid: 0,
-            gid: 0,
-            name: "root".into(),
-            home: "/root".into(),
-            shell: "/bin/bash".into(),
-        };
+        let caller = Caller { uid: 1000, name: "alice".into(), groups: vec![] };
+        let target =
+            Account { uid: 0, gid: 0, name: "root".into(), home: "/root".into(), shell: "/bin/bash".into() };
         let r = role();
         let env = build(&EnvInput {
             caller_env: &caller_env,

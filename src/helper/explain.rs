@@ -21,12 +21,7 @@ pub fn explain(d: &Decision<'_>, command: &Path, args: &[String], cfg: &Config) 
     };
     say(&format!("decision:  {}", d.verdict));
     if let Some(r) = d.rule {
-        say(&format!(
-            "rule:      {} (role {}): {}",
-            r.rule.origin,
-            r.role.name,
-            r.rule.describe()
-        ));
+        say(&format!("rule:      {} (role {}): {}", r.rule.origin, r.role.name, r.rule.describe()));
     }
     if let Some(reason) = &d.reason {
         say(&format!("reason:    {reason}"));
@@ -35,15 +30,9 @@ pub fn explain(d: &Decision<'_>, command: &Path, args: &[String], cfg: &Config) 
         say(&format!("message:   {m}"));
     }
     if d.verdict == Verdict::Approve {
-        say(&format!(
-            "approvers: {}",
-            policy::describe_approvers(&d.approvals)
-        ));
+        say(&format!("approvers: {}", policy::describe_approvers(&d.approvals)));
         for a in d.approvals.iter().skip(1) {
-            say(&format!(
-                "also:      {} (role {})",
-                a.rule.origin, a.role.name
-            ));
+            say(&format!("also:      {} (role {})", a.rule.origin, a.role.name));
         }
     }
     say(&format!("command:   {cmdline}"));
@@ -51,10 +40,7 @@ pub fn explain(d: &Decision<'_>, command: &Path, args: &[String], cfg: &Config) 
         say(&format!("run as:    {} (uid {})", t.name, t.uid));
     }
     if let Some(role) = d.role() {
-        say(&format!(
-            "recorded:  {}",
-            if role.record { "yes" } else { "no" }
-        ));
+        say(&format!("recorded:  {}", if role.record { "yes" } else { "no" }));
     }
     Exit::Code(match d.verdict {
         Verdict::Allow if d.is_allowed() => 0,
@@ -65,11 +51,8 @@ pub fn explain(d: &Decision<'_>, command: &Path, args: &[String], cfg: &Config) 
 
 /// Lists the roles the caller is a member of and their rules.
 pub fn list(pol: &Policy, id: &Identity, only: Option<&str>) -> Exit {
-    let roles: Vec<_> = pol
-        .roles
-        .iter()
-        .filter(|r| policy::is_member(r, id) && only.is_none_or(|o| o == r.name))
-        .collect();
+    let roles: Vec<_> =
+        pol.roles.iter().filter(|r| policy::is_member(r, id) && only.is_none_or(|o| o == r.name)).collect();
     if roles.is_empty() {
         match only {
             Some(r) => {
@@ -82,15 +65,8 @@ pub fn list(pol: &Policy, id: &Identity, only: Option<&str>) -> Exit {
         }
         return Exit::Code(1);
     }
-    let ident = if id.oidc.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", id.display_oidc())
-    };
-    say(&format!(
-        "{} (uid {}{ident}) may use these roles:",
-        id.caller.name, id.caller.uid
-    ));
+    let ident = if id.oidc.is_empty() { String::new() } else { format!(", {}", id.display_oidc()) };
+    say(&format!("{} (uid {}{ident}) may use these roles:", id.caller.name, id.caller.uid));
     for r in roles {
         say("");
         match &r.description {
@@ -100,16 +76,9 @@ pub fn list(pol: &Policy, id: &Identity, only: Option<&str>) -> Exit {
         say(&format!("  run as:   {}", r.run_as.join(", ")));
         if !r.env_keep.is_empty() || !r.env_set.is_empty() {
             let set: Vec<&str> = r.env_set.iter().map(|(k, _)| k.as_str()).collect();
-            say(&format!(
-                "  env:      keeps [{}], sets [{}]",
-                r.env_keep.join(", "),
-                set.join(", ")
-            ));
+            say(&format!("  env:      keeps [{}], sets [{}]", r.env_keep.join(", "), set.join(", ")));
         }
-        say(&format!(
-            "  recorded: {}",
-            if r.record { "yes" } else { "no" }
-        ));
+        say(&format!("  recorded: {}", if r.record { "yes" } else { "no" }));
         if r.rules.is_empty() {
             say("  (no rules)");
         }
@@ -121,11 +90,7 @@ pub fn list(pol: &Policy, id: &Identity, only: Option<&str>) -> Exit {
             );
             if let Some(a) = &rule.approval {
                 let who: Vec<String> = a.approvers.iter().map(ToString::to_string).collect();
-                line.push_str(&format!(
-                    "  [{} approval(s) from {}]",
-                    a.min_approvals,
-                    who.join(" or ")
-                ));
+                line.push_str(&format!("  [{} approval(s) from {}]", a.min_approvals, who.join(" or ")));
             }
             line.push_str(&format!("  ({})", rule.origin));
             say(&line);

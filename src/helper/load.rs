@@ -26,9 +26,7 @@ fn read(path: &Path, limit: u64, access: Access) -> Result<Option<String>, Strin
         Access::Plain => match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-            Ok(m) if m.len() > limit => {
-                Err(format!("{} is larger than {limit} bytes", path.display()))
-            }
+            Ok(m) if m.len() > limit => Err(format!("{} is larger than {limit} bytes", path.display())),
             Ok(_) => std::fs::read_to_string(path)
                 .map(Some)
                 .map_err(|e| format!("cannot read {}: {e}", path.display())),
@@ -65,10 +63,7 @@ pub fn policy_files(
         };
         let listed = listed.unwrap_or_default();
         if listed.len() > MAX_POLICY_FILES {
-            return Err(format!(
-                "{} holds more than {MAX_POLICY_FILES} policy files",
-                dir.display()
-            ));
+            return Err(format!("{} holds more than {MAX_POLICY_FILES} policy files", dir.display()));
         }
         for p in listed {
             if let Some(text) = read(&p, MAX_POLICY_BYTES, access)? {
@@ -80,12 +75,7 @@ pub fn policy_files(
 }
 
 /// The merged policy, checked against the configured issuers.
-pub fn policy(
-    cfg: &Config,
-    main: &Path,
-    dir: Option<&Path>,
-    access: Access,
-) -> Result<Policy, String> {
+pub fn policy(cfg: &Config, main: &Path, dir: Option<&Path>, access: Access) -> Result<Policy, String> {
     let files = policy_files(main, dir, access)?;
     let issuers: Vec<&str> = cfg.issuers.iter().map(|i| i.name.as_str()).collect();
     Policy::parse(&files, &issuers).map_err(|d| d.to_string())
@@ -94,11 +84,6 @@ pub fn policy(
 /// The installed configuration and policy, as the helper sees them.
 pub fn installed() -> Result<(Config, Policy), String> {
     let cfg = config(&paths::config_file(), Access::Secure)?;
-    let pol = policy(
-        &cfg,
-        &paths::policy_file(),
-        Some(&paths::policy_dir()),
-        Access::Secure,
-    )?;
+    let pol = policy(&cfg, &paths::policy_file(), Some(&paths::policy_dir()), Access::Secure)?;
     Ok((cfg, pol))
 }

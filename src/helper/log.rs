@@ -16,9 +16,7 @@ pub fn escape(s: &str) -> String {
         match c {
             '\\' => out.push_str("\\\\"),
             ';' => out.push_str("\\x3b"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
             c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
@@ -92,10 +90,7 @@ impl Syslog {
             process: "lpexec".into(),
             pid: std::process::id(),
         };
-        Syslog {
-            logger: syslog::unix(formatter).ok(),
-            warned: false,
-        }
+        Syslog { logger: syslog::unix(formatter).ok(), warned: false }
     }
 
     pub fn send(&mut self, level: Level, msg: &str) {
@@ -124,10 +119,7 @@ mod tests {
     #[test]
     fn control_characters_cannot_forge_lines() {
         let evil = "x\nJan  1 00:00:00 host lpexec: root : DECISION=allow\x1b[2J ; DECISION=allow";
-        let l = line(
-            "alice",
-            &[("COMMAND", evil.into()), ("DECISION", "deny".into())],
-        );
+        let l = line("alice", &[("COMMAND", evil.into()), ("DECISION", "deny".into())]);
         assert!(!l.contains('\n') && !l.contains('\x1b'));
         assert_eq!(l.matches(" ; ").count(), 1, "{l}");
         assert!(l.ends_with(" ; DECISION=deny"));
@@ -137,27 +129,16 @@ mod tests {
     #[test]
     fn long_commands_are_cut() {
         let l = line("a", &[("COMMAND", "y".repeat(5000))]);
-        assert!(
-            l.len() < 2100 && l.ends_with("[3000 more bytes]"),
-            "{}",
-            l.len()
-        );
+        assert!(l.len() < 2100 && l.ends_with("[3000 more bytes]"), "{}", l.len());
     }
 
     #[test]
     fn format_is_sudo_like() {
         let l = line(
             "alice",
-            &[
-                ("ROLE", "web".into()),
-                ("USER", "root".into()),
-                ("COMMAND", "/usr/bin/npm publish".into()),
-            ],
+            &[("ROLE", "web".into()), ("USER", "root".into()), ("COMMAND", "/usr/bin/npm publish".into())],
         );
-        assert_eq!(
-            l,
-            "alice : ROLE=web ; USER=root ; COMMAND=/usr/bin/npm publish"
-        );
+        assert_eq!(l, "alice : ROLE=web ; USER=root ; COMMAND=/usr/bin/npm publish");
         assert_eq!(escape("a\\b"), "a\\\\b");
     }
 }

@@ -46,14 +46,7 @@ pub fn main() -> ! {
         process::exit_now(125);
     }
     let control = fd::take_inherited(request::CONTROL_FD);
-    fd::close_from(
-        3,
-        if control.is_some() {
-            &[request::CONTROL_FD]
-        } else {
-            &[]
-        },
-    );
+    fd::close_from(3, if control.is_some() { &[request::CONTROL_FD] } else { &[] });
     process::reset_signals();
     std::panic::set_hook(Box::new(|_| {
         term::emergency_restore();
@@ -145,28 +138,25 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
     };
     let mut ctx = Ctx {
         caller: format!("uid={}", process::real_uid()),
-        tty: (0..=2)
-            .find_map(|n| term::tty_name(fd::stdio(n)))
-            .unwrap_or_else(|| "unknown".into()),
+        tty: (0..=2).find_map(|n| term::tty_name(fd::stdio(n))).unwrap_or_else(|| "unknown".into()),
         pwd: String::new(),
         command: String::new(),
         reason: None,
         log: Syslog::open(crate::common::config::Facility::Authpriv),
     };
-    let bytes =
-        match fd::read_to_end_limited(std::os::fd::AsFd::as_fd(&control), request::MAX_REQUEST) {
-            Ok(b) => b,
-            Err(nix::errno::Errno::EFBIG) => {
-                return ctx.refuse(
-                    &format!(
-                        "the request is too large (more than {} bytes of command line)",
-                        request::MAX_REQUEST
-                    ),
-                    None,
-                );
-            }
-            Err(e) => return ctx.refuse(&format!("cannot read the request: {}", e.desc()), None),
-        };
+    let bytes = match fd::read_to_end_limited(std::os::fd::AsFd::as_fd(&control), request::MAX_REQUEST) {
+        Ok(b) => b,
+        Err(nix::errno::Errno::EFBIG) => {
+            return ctx.refuse(
+                &format!(
+                    "the request is too large (more than {} bytes of command line)",
+                    request::MAX_REQUEST
+                ),
+                None,
+            );
+        }
+        Err(e) => return ctx.refuse(&format!("cannot read the request: {}", e.desc()), None),
+    };
     drop(control);
     let req = match Request::decode(&bytes) {
         Ok(r) => r,
@@ -208,9 +198,7 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
     let identity = Identity::unix_only(caller);
 
     // 5. What exactly is asked.
-    let world = SystemWorld {
-        secure_path: cfg.secure_path.clone(),
-    };
+    let world = SystemWorld { secure_path: cfg.secure_path.clone() };
     let target = match req.user.as_deref().map(user::lookup_target).transpose() {
         Ok(t) => t,
         Err(e) => return ctx.refuse(&e, None),
@@ -278,10 +266,7 @@ struct Run<'a> {
 fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
     let d = &r.decision;
     let role_name = d.role().map_or("-".to_string(), |ro| ro.name.clone());
-    let target_name = d
-        .target
-        .as_ref()
-        .map_or("-".to_string(), |t| t.name.clone());
+    let target_name = d.target.as_ref().map_or("-".to_string(), |t| t.name.clone());
     let id_display = r.identity.display_oidc();
     let rule_at = d.rule.map(|x| x.rule.origin.to_string());
     let mut fields = ctx.fields(&role_name, &id_display, &target_name);
@@ -291,10 +276,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         if let Some(at) = &rule_at {
             fields.push(("RULE", at.clone()));
         }
-        fields.push((
-            "WHY",
-            "approval required but no approval service is configured".into(),
-        ));
+        fields.push(("WHY", "approval required but no approval service is configured".into()));
         ctx.log.send(Level::Alert, &log::line(&ctx.caller, &fields));
         eprintln_safe!(
             "lpexec: approval required: {} needs approval from {} ({})",
@@ -309,10 +291,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         return REFUSED;
     }
     if !d.is_allowed() {
-        let why = d
-            .reason
-            .as_ref()
-            .map_or("denied".to_string(), ToString::to_string);
+        let why = d.reason.as_ref().map_or("denied".to_string(), ToString::to_string);
         fields.push(("DECISION", "deny".into()));
         fields.push(("WHY", why.clone()));
         if let Some(at) = &rule_at {
@@ -327,11 +306,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
             (Some(at), None) => {
                 eprintln_safe!("lpexec: {} is denied by policy ({at})", ctx.command)
             }
-            _ => eprintln_safe!(
-                "lpexec: {} may not run {} as {target_name}: {why}",
-                ctx.caller,
-                ctx.command
-            ),
+            _ => eprintln_safe!("lpexec: {} may not run {} as {target_name}: {why}", ctx.caller, ctx.command),
         }
         eprintln_safe!("see what you may run with: lpexec list");
         return REFUSED;
@@ -347,8 +322,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
     fields.push(("DECISION", "allow".into()));
     fields.push(("RULE", rule.rule.origin.to_string()));
     fields.push(("SESSION", sid.clone()));
-    ctx.log
-        .send(Level::Notice, &log::line(&ctx.caller, &fields));
+    ctx.log.send(Level::Notice, &log::line(&ctx.caller, &fields));
 
     let account = match target_account(target) {
         Ok(a) => a,
@@ -382,11 +356,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         Ok(o @ (Outcome::ExecFailed(e) | Outcome::SetupFailed(e))) => {
             end.push(("EXIT", o.exit_code().to_string()));
             end.push(("WHY", format!("cannot execute: {}", e.desc())));
-            eprintln_safe!(
-                "lpexec: {}: cannot execute: {}",
-                r.command.display(),
-                e.desc()
-            );
+            eprintln_safe!("lpexec: {}: cannot execute: {}", r.command.display(), e.desc());
             Exit::Code(o.exit_code())
         }
         Err(e) => {
@@ -428,8 +398,7 @@ fn build_command(
         secure_path: &r.cfg.secure_path,
         session: sid,
     });
-    let path =
-        CString::new(r.command.as_os_str().as_bytes()).map_err(|_| "command path contains NUL")?;
+    let path = CString::new(r.command.as_os_str().as_bytes()).map_err(|_| "command path contains NUL")?;
     let argv: Vec<CString> = r
         .req
         .argv
@@ -441,29 +410,18 @@ fn build_command(
         path,
         argv,
         envp: env::to_cstrings(&envv),
-        creds: Creds {
-            uid: account.uid,
-            gid: account.gid,
-            groups,
-        },
+        creds: Creds { uid: account.uid, gid: account.gid, groups },
         umask: r.caller_umask | 0o022,
         limits: r.limits.clone(),
     })
 }
 
 fn args_suffix(args: &[String]) -> String {
-    if args.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", quote::join(args))
-    }
+    if args.is_empty() { String::new() } else { format!(" {}", quote::join(args)) }
 }
 
 fn join_path(p: &[PathBuf]) -> String {
-    p.iter()
-        .map(|d| d.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":")
+    p.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":")
 }
 
 /// Prints to stdout (for explain/list).

@@ -54,8 +54,7 @@ impl Request {
         if bytes.len() > MAX_REQUEST {
             return Err(format!("request is larger than {} bytes", MAX_REQUEST));
         }
-        let r: Request =
-            serde_json::from_slice(bytes).map_err(|e| format!("malformed request: {e}"))?;
+        let r: Request = serde_json::from_slice(bytes).map_err(|e| format!("malformed request: {e}"))?;
         if r.version != VERSION {
             return Err(format!(
                 "request version {} is not supported (helper speaks {VERSION}); lpexec and lpexec-helper come from different builds",
@@ -63,10 +62,7 @@ impl Request {
             ));
         }
         if r.argv.len() > MAX_ARGS {
-            return Err(format!(
-                "too many arguments ({}; at most {MAX_ARGS})",
-                r.argv.len()
-            ));
+            return Err(format!("too many arguments ({}; at most {MAX_ARGS})", r.argv.len()));
         }
         if r.mode != Mode::List && r.argv.first().is_none_or(|c| c.is_empty()) {
             return Err("no command given".into());
@@ -123,11 +119,7 @@ mod tests {
         assert!(Request::decode(&req(&[]).encode()).is_err());
         assert!(Request::decode(&req(&["ls", "a\0b"]).encode()).is_err());
         let huge = "x".repeat(MAX_REQUEST);
-        assert!(
-            Request::decode(&req(&["ls", &huge]).encode())
-                .unwrap_err()
-                .contains("larger than")
-        );
+        assert!(Request::decode(&req(&["ls", &huge]).encode()).unwrap_err().contains("larger than"));
         let many: Vec<&str> = std::iter::repeat_n("a", MAX_ARGS + 1).collect();
         assert!(Request::decode(&req(&many).encode()).is_err());
     }

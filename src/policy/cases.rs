@@ -62,35 +62,22 @@ impl World for CaseWorld {
         self.sys.resolve_name(name).or_else(|| {
             let dir = self.sys.secure_path.first()?;
             let p = dir.join(name);
-            self.assumed.borrow_mut().push(format!(
-                "{name} is not installed here; assumed {}",
-                p.display()
-            ));
+            self.assumed.borrow_mut().push(format!("{name} is not installed here; assumed {}", p.display()));
             Some(p)
         })
     }
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
-        self.sys
-            .canonicalize(path)
-            .or_else(|| Some(path.to_path_buf()))
+        self.sys.canonicalize(path).or_else(|| Some(path.to_path_buf()))
     }
     fn sha256(&self, path: &Path) -> Option<[u8; 32]> {
         self.sys.sha256(path)
     }
     fn lookup_user(&self, spec: &str) -> Option<Target> {
-        self.sys
-            .lookup_user(spec)
-            .or_else(|| match crate::common::names::parse_numeric_id(spec) {
-                Some(Ok(uid)) => Some(Target {
-                    uid,
-                    name: spec.to_string(),
-                }),
-                Some(Err(_)) => None,
-                None => Some(Target {
-                    uid: u32::MAX - 1,
-                    name: spec.to_string(),
-                }),
-            })
+        self.sys.lookup_user(spec).or_else(|| match crate::common::names::parse_numeric_id(spec) {
+            Some(Ok(uid)) => Some(Target { uid, name: spec.to_string() }),
+            Some(Err(_)) => None,
+            None => Some(Target { uid: u32::MAX - 1, name: spec.to_string() }),
+        })
     }
 }
 
@@ -109,15 +96,10 @@ fn caller_for(case: &Case) -> Result<Caller, String> {
         Some(g) => g
             .iter()
             .enumerate()
-            .map(|(i, n)| GroupRef {
-                gid: u32::MAX - 2 - i as u32,
-                name: Some(n.clone()),
-            })
+            .map(|(i, n)| GroupRef { gid: u32::MAX - 2 - i as u32, name: Some(n.clone()) })
             .collect(),
         None => match &account {
-            Some(_) => {
-                crate::system::user::groups_of_name(&case.user).map_err(|e| e.to_string())?
-            }
+            Some(_) => crate::system::user::groups_of_name(&case.user).map_err(|e| e.to_string())?,
             None => {
                 return Err(format!(
                     "user {:?} does not exist on this machine: give `groups = [...]` in the case",
@@ -126,27 +108,17 @@ fn caller_for(case: &Case) -> Result<Caller, String> {
             }
         },
     };
-    Ok(Caller {
-        uid,
-        name: account.map_or_else(|| case.user.clone(), |a| a.name),
-        groups,
-    })
+    Ok(Caller { uid, name: account.map_or_else(|| case.user.clone(), |a| a.name), groups })
 }
 
 fn run_case(policy: &Policy, case: &Case, world: &CaseWorld) -> Result<(Verdict, String), String> {
     let caller = caller_for(case)?;
     let mut id = Identity::unix_only(caller);
     if let Some(i) = &case.identity {
-        let groups_claim: Vec<serde_json::Value> = i
-            .groups
-            .iter()
-            .cloned()
-            .map(serde_json::Value::String)
-            .collect();
+        let groups_claim: Vec<serde_json::Value> =
+            i.groups.iter().cloned().map(serde_json::Value::String).collect();
         let mut claims = i.claims.clone();
-        claims
-            .entry("groups".into())
-            .or_insert(serde_json::Value::Array(groups_claim));
+        claims.entry("groups".into()).or_insert(serde_json::Value::Array(groups_claim));
         id.oidc.push(OidcIdentity {
             issuer: i.issuer.clone(),
             iss: i.issuer.clone(),
@@ -156,28 +128,16 @@ fn run_case(policy: &Policy, case: &Case, world: &CaseWorld) -> Result<(Verdict,
             claims,
         });
     }
-    let (cmd, args) = case
-        .command
-        .split_first()
-        .ok_or("command must not be empty")?;
+    let (cmd, args) = case.command.split_first().ok_or("command must not be empty")?;
     let cwd = PathBuf::from(case.cwd.as_deref().unwrap_or("/"));
-    let path = resolve_command(world, cmd, &cwd)
-        .ok_or_else(|| format!("command {cmd:?} cannot be resolved"))?;
+    let path =
+        resolve_command(world, cmd, &cwd).ok_or_else(|| format!("command {cmd:?} cannot be resolved"))?;
     let target = match &case.run_as {
-        Some(t) => Some(
-            world
-                .lookup_user(t)
-                .ok_or_else(|| format!("unknown target user {t:?}"))?,
-        ),
+        Some(t) => Some(world.lookup_user(t).ok_or_else(|| format!("unknown target user {t:?}"))?),
         None => None,
     };
-    let req = Request {
-        command: &path,
-        args,
-        cwd: &cwd,
-        target: target.as_ref(),
-        role: case.role.as_deref(),
-    };
+    let req =
+        Request { command: &path, args, cwd: &cwd, target: target.as_ref(), role: case.role.as_deref() };
     let d = decide(policy, &id, &req, world);
     let why = match (&d.rule, &d.reason) {
         (Some(r), _) => format!("rule {} in role {}", r.rule.origin, r.role.name),
@@ -194,17 +154,13 @@ pub fn run(
     path: &Path,
     text: &str,
 ) -> Result<Vec<CaseResult>, Diags> {
-    let src = Source { path, text };
+    let src = Source::new(path, text);
     let raw: RawCases = toml::from_str(text).map_err(|e| Diags(vec![src.toml_error(&e)]))?;
     if raw.case.is_empty() {
         return Err(Diags(vec![src.whole("no [[case]] entries")]));
     }
-    let world = CaseWorld {
-        sys: SystemWorld {
-            secure_path: secure_path.to_vec(),
-        },
-        assumed: Default::default(),
-    };
+    let world =
+        CaseWorld { sys: SystemWorld { secure_path: secure_path.to_vec() }, assumed: Default::default() };
     let mut out = Vec::new();
     for spanned in raw.case {
         let (line, _) = src.line_col(spanned.span().start);
@@ -225,19 +181,12 @@ pub fn run(
                     path.display()
                 ),
             ),
-            Err(e) => (
-                false,
-                format!("FAILED  {} ({}:{line}): {e}", case.name, path.display()),
-            ),
+            Err(e) => (false, format!("FAILED  {} ({}:{line}): {e}", case.name, path.display())),
         };
         for note in world.assumed.borrow().iter() {
             msg.push_str(&format!("\n        note: {note}"));
         }
-        out.push(CaseResult {
-            name: case.name,
-            passed,
-            line: msg,
-        });
+        out.push(CaseResult { name: case.name, passed, line: msg });
     }
     Ok(out)
 }

@@ -122,13 +122,7 @@ pub struct Decision<'p> {
 
 impl<'p> Decision<'p> {
     fn deny(reason: DenyReason, target: Option<Target>, rule: Option<RuleRef<'p>>) -> Decision<'p> {
-        Decision {
-            verdict: Verdict::Deny,
-            reason: Some(reason),
-            target,
-            rule,
-            approvals: Vec::new(),
-        }
+        Decision { verdict: Verdict::Deny, reason: Some(reason), target, rule, approvals: Vec::new() }
     }
 
     /// The role whose settings (environment, masking, recording) apply.
@@ -189,74 +183,75 @@ pub fn resolve_command(world: &dyn World, cmd: &str, cwd: &Path) -> Option<PathB
     if cmd.is_empty() {
         return None;
     }
-    let found = if cmd.contains('/') {
-        cwd.join(cmd)
-    } else {
-        world.resolve_name(cmd)?
-    };
+    let found = if cmd.contains('/') { cwd.join(cmd) } else { world.resolve_name(cmd)? };
     world.canonicalize(&found)
 }
 
-/// Per-decision memo of filesystem answers, so each distinct rule command is resolved once.
+/// Per-decision memo: whether each of the policy's distinct commands resolves to the
+/// requested one (computed at most once each), the binary's digest, the joined arguments.
 struct Memo<'w> {
     world: &'w dyn World,
-    names: HashMap<String, Option<PathBuf>>,
-    paths: HashMap<PathBuf, Option<PathBuf>>,
+    commands: Vec<Option<bool>>,
+    cwds: HashMap<PathBuf, Option<PathBuf>>,
     digest: Option<Option<[u8; 32]>>,
     joined: Option<String>,
 }
 
 impl Memo<'_> {
-    fn canonical(&mut self, p: &Path) -> Option<PathBuf> {
-        if let Some(v) = self.paths.get(p) {
+    fn command_matches(&mut self, rule: &Rule, requested: &Path) -> bool {
+        if let Some(Some(known)) = self.commands.get(rule.command_id) {
+            return *known;
+        }
+        let m = match &rule.command {
+            CommandSpec::Any => true,
+            CommandSpec::Path(p) => {
+                p.as_path() == requested || self.world.canonicalize(p).as_deref() == Some(requested)
+            }
+            CommandSpec::Name(n) => {
+                self.world.resolve_name(n).and_then(|p| self.world.canonicalize(&p)).as_deref()
+                    == Some(requested)
+            }
+        };
+        if let Some(slot) = self.commands.get_mut(rule.command_id) {
+            *slot = Some(m);
+        }
+        m
+    }
+
+    fn canonical_cwd(&mut self, p: &Path) -> Option<PathBuf> {
+        if let Some(v) = self.cwds.get(p) {
             return v.clone();
         }
         let v = self.world.canonicalize(p);
-        self.paths.insert(p.to_path_buf(), v.clone());
-        v
-    }
-
-    fn name(&mut self, n: &str) -> Option<PathBuf> {
-        if let Some(v) = self.names.get(n) {
-            return v.clone();
-        }
-        let v = self
-            .world
-            .resolve_name(n)
-            .and_then(|p| self.world.canonicalize(&p));
-        self.names.insert(n.to_string(), v.clone());
+        self.cwds.insert(p.to_path_buf(), v.clone());
         v
     }
 }
 
 /// Whether `rule` matches the request. `Err` when the rule cannot be evaluated.
 fn rule_matches(rule: &Rule, req: &Request<'_>, memo: &mut Memo<'_>) -> Result<bool, String> {
-    if let Some(cwd) = &rule.cwd {
-        if cwd.as_path() != req.cwd && memo.canonical(cwd).as_deref() != Some(req.cwd) {
-            return Ok(false);
-        }
-    }
     if let ArgsSpec::Exact(a) = &rule.args {
         if a.as_slice() != req.args {
             return Ok(false);
         }
     }
-    let command_ok = match &rule.command {
-        CommandSpec::Any => true,
-        CommandSpec::Path(p) => {
-            p.as_path() == req.command || memo.canonical(p).as_deref() == Some(req.command)
-        }
-        CommandSpec::Name(n) => memo.name(n).as_deref() == Some(req.command),
-    };
+    let command_ok = memo.command_matches(rule, req.command);
     if !command_ok {
         return Ok(false);
     }
     if let ArgsSpec::Regex(r) = &rule.args {
-        let re = r
-            .regex()
-            .map_err(|e| format!("{}: args_regex {:?}: {e}", rule.origin, r.source))?;
         let joined = memo.joined.get_or_insert_with(|| quote::join(req.args));
+        if !r.may_match(joined) {
+            return Ok(false);
+        }
+        let re = r.regex().map_err(|e| format!("{}: args_regex {:?}: {e}", rule.origin, r.source))?;
         if !re.is_match(joined) {
+            return Ok(false);
+        }
+    }
+    // Checked after the cheap conditions: resolving a directory costs a system call.
+    if let Some(cwd) = &rule.cwd {
+        if cwd.as_path() != req.cwd && memo.canonical_cwd(cwd).as_deref() != Some(req.cwd) {
             return Ok(false);
         }
     }
@@ -271,16 +266,11 @@ fn rule_matches(rule: &Rule, req: &Request<'_>, memo: &mut Memo<'_>) -> Result<b
 }
 
 /// Decides a request (SPEC §4).
-pub fn decide<'p>(
-    policy: &'p Policy,
-    id: &Identity,
-    req: &Request<'_>,
-    world: &dyn World,
-) -> Decision<'p> {
+pub fn decide<'p>(policy: &'p Policy, id: &Identity, req: &Request<'_>, world: &dyn World) -> Decision<'p> {
     let mut memo = Memo {
         world,
-        names: HashMap::new(),
-        paths: HashMap::new(),
+        commands: vec![None; policy.commands.len()],
+        cwds: HashMap::new(),
         digest: None,
         joined: None,
     };
@@ -289,11 +279,7 @@ pub fn decide<'p>(
     if let Some(name) = req.role {
         roles.retain(|r| r.name == name);
         if roles.is_empty() {
-            return Decision::deny(
-                DenyReason::NotInRole(name.to_string()),
-                req.target.cloned(),
-                None,
-            );
+            return Decision::deny(DenyReason::NotInRole(name.to_string()), req.target.cloned(), None);
         }
     }
     if roles.is_empty() {
@@ -314,9 +300,7 @@ pub fn decide<'p>(
                     }
                 }
             }
-            let name = chosen
-                .or_else(|| roles.first().map(|r| r.default_target()))
-                .unwrap_or("root");
+            let name = chosen.or_else(|| roles.first().map(|r| r.default_target())).unwrap_or("root");
             match world.lookup_user(name) {
                 Some(t) => t,
                 None => {
@@ -383,11 +367,7 @@ pub fn describe_approvers(approvals: &[RuleRef<'_>]) -> String {
         .map(|a| {
             let who: Vec<String> = a.approvers.iter().map(ToString::to_string).collect();
             let n = a.min_approvals;
-            format!(
-                "{} ({n} approval{})",
-                who.join(" or "),
-                if n == 1 { "" } else { "s" }
-            )
+            format!("{} ({n} approval{})", who.join(" or "), if n == 1 { "" } else { "s" })
         })
         .collect::<Vec<_>>()
         .join("; and ")

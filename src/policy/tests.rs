@@ -45,10 +45,7 @@ impl World for Fake {
             .map(PathBuf::from)
     }
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {
-        let lexical: PathBuf = path
-            .components()
-            .filter(|c| *c != std::path::Component::CurDir)
-            .collect();
+        let lexical: PathBuf = path.components().filter(|c| *c != std::path::Component::CurDir).collect();
         self.files.get(lexical.to_str()?).map(PathBuf::from)
     }
     fn sha256(&self, path: &Path) -> Option<[u8; 32]> {
@@ -56,29 +53,17 @@ impl World for Fake {
     }
     fn lookup_user(&self, spec: &str) -> Option<Target> {
         match spec {
-            "root" | "#0" => Some(Target {
-                uid: 0,
-                name: "root".into(),
-            }),
-            "web" | "#33" => Some(Target {
-                uid: 33,
-                name: "web".into(),
-            }),
-            "postgres" => Some(Target {
-                uid: 110,
-                name: "postgres".into(),
-            }),
+            "root" | "#0" => Some(Target { uid: 0, name: "root".into() }),
+            "web" | "#33" => Some(Target { uid: 33, name: "web".into() }),
+            "postgres" => Some(Target { uid: 110, name: "postgres".into() }),
             _ => None,
         }
     }
 }
 
 fn policy(text: &str) -> Policy {
-    Policy::parse(
-        &[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())],
-        &["corp", "github"],
-    )
-    .unwrap()
+    Policy::parse(&[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())], &["corp", "github"])
+        .unwrap()
 }
 
 fn alice() -> Identity {
@@ -86,14 +71,8 @@ fn alice() -> Identity {
         uid: 1000,
         name: "alice".into(),
         groups: vec![
-            GroupRef {
-                gid: 1000,
-                name: Some("alice".into()),
-            },
-            GroupRef {
-                gid: 2000,
-                name: Some("deployers".into()),
-            },
+            GroupRef { gid: 1000, name: Some("alice".into()) },
+            GroupRef { gid: 2000, name: Some("deployers".into()) },
         ],
     })
 }
@@ -102,10 +81,7 @@ fn mallory() -> Identity {
     Identity::unix_only(Caller {
         uid: 1666,
         name: "mallory".into(),
-        groups: vec![GroupRef {
-            gid: 1666,
-            name: None,
-        }],
+        groups: vec![GroupRef { gid: 1666, name: None }],
     })
 }
 
@@ -139,13 +115,7 @@ struct Ask<'a> {
 }
 
 fn ask<'a>(cmd: &'a str, args: &'a [&'a str]) -> Ask<'a> {
-    Ask {
-        cmd,
-        args,
-        cwd: "/home/alice",
-        user: None,
-        role: None,
-    }
+    Ask { cmd, args, cwd: "/home/alice", user: None, role: None }
 }
 
 fn run<'p>(p: &'p Policy, id: &Identity, a: &Ask<'_>) -> Decision<'p> {
@@ -217,62 +187,35 @@ fn canonical_paths_are_compared_both_ways() {
 fn cve_2010_0426_relative_and_path_hijack_names_do_not_match() {
     let p = policy(BASE);
     // ./ls in a directory the caller controls is not /usr/bin/ls.
-    let d = run(
-        &p,
-        &alice(),
-        &Ask {
-            cwd: "/tmp",
-            ..ask("./ls", &[])
-        },
-    );
+    let d = run(&p, &alice(), &Ask { cwd: "/tmp", ..ask("./ls", &[]) });
     assert_eq!(d.verdict, Verdict::Deny);
     assert_eq!(d.reason, Some(DenyReason::NoMatchingRule));
     // A bare name is resolved through secure_path only: /usr/local/bin and ~/bin are not on it.
     let w = Fake::new();
-    assert_eq!(
-        resolve_command(&w, "ls", Path::new("/home/alice/bin")),
-        Some(PathBuf::from("/usr/bin/ls"))
-    );
+    assert_eq!(resolve_command(&w, "ls", Path::new("/home/alice/bin")), Some(PathBuf::from("/usr/bin/ls")));
 }
 
 #[test]
 fn exact_args() {
     let p = policy(BASE);
     assert_eq!(verdict(&p, &alice(), &ask("npm", &["ci"])), Verdict::Allow);
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["ci", "--force"])),
-        Verdict::Deny
-    );
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["ci", "--force"])), Verdict::Deny);
     assert_eq!(verdict(&p, &alice(), &ask("npm", &[])), Verdict::Deny);
 }
 
 #[test]
 fn args_regex_sees_the_quoted_join() {
     let p = policy(BASE);
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["test"])),
-        Verdict::Allow
-    );
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["run", "build", "--prod"])),
-        Verdict::Allow
-    );
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["test"])), Verdict::Allow);
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["run", "build", "--prod"])), Verdict::Allow);
     // One argument "run build" is quoted: 'run build' does not match.
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["run build"])),
-        Verdict::Deny
-    );
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["testx"])),
-        Verdict::Deny
-    );
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["run build"])), Verdict::Deny);
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["testx"])), Verdict::Deny);
 }
 
 #[test]
 fn deny_beats_approve_beats_allow() {
-    let p = policy(&format!(
-        "{BASE}\n  [[role.rule]]\n  action = \"allow\"\n  command = \"npm\"\n"
-    ));
+    let p = policy(&format!("{BASE}\n  [[role.rule]]\n  action = \"allow\"\n  command = \"npm\"\n"));
     // allow-all for npm, but deny rules still win
     let d = run(&p, &alice(), &ask("npm", &["login"]));
     assert_eq!(d.verdict, Verdict::Deny);
@@ -287,10 +230,7 @@ fn deny_beats_approve_beats_allow() {
     assert_eq!(d.approvals.len(), 1);
     assert!(describe_approvers(&d.approvals).contains("corp groups release-managers (1 approval)"));
     // and plain allow applies otherwise
-    assert_eq!(
-        verdict(&p, &alice(), &ask("npm", &["view"])),
-        Verdict::Allow
-    );
+    assert_eq!(verdict(&p, &alice(), &ask("npm", &["view"])), Verdict::Allow);
 }
 
 #[test]
@@ -330,25 +270,8 @@ fn run_as_limits_targets_and_the_first_is_the_default() {
     let d = run(&p, &alice(), &ask("id", &[]));
     assert_eq!(d.verdict, Verdict::Allow);
     assert_eq!(d.target.unwrap().name, "postgres");
-    assert_eq!(
-        verdict(
-            &p,
-            &alice(),
-            &Ask {
-                user: Some("web"),
-                ..ask("id", &[])
-            }
-        ),
-        Verdict::Allow
-    );
-    let d = run(
-        &p,
-        &alice(),
-        &Ask {
-            user: Some("root"),
-            ..ask("id", &[])
-        },
-    );
+    assert_eq!(verdict(&p, &alice(), &Ask { user: Some("web"), ..ask("id", &[]) }), Verdict::Allow);
+    let d = run(&p, &alice(), &Ask { user: Some("root"), ..ask("id", &[]) });
     assert_eq!(d.verdict, Verdict::Deny);
     assert_eq!(d.reason, Some(DenyReason::TargetNotAllowed("root".into())));
 }
@@ -359,14 +282,8 @@ fn default_target_comes_from_the_role_written_for_the_command() {
         "[[role]]\nname = \"db\"\nmembers = [{ unix_user = \"alice\" }]\nrun_as = [\"postgres\"]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"id\"\n\
          [[role]]\nname = \"ops\"\nmembers = [{ unix_user = \"alice\" }]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"ls\"\n",
     );
-    assert_eq!(
-        run(&p, &alice(), &ask("id", &[])).target.unwrap().name,
-        "postgres"
-    );
-    assert_eq!(
-        run(&p, &alice(), &ask("ls", &[])).target.unwrap().name,
-        "root"
-    );
+    assert_eq!(run(&p, &alice(), &ask("id", &[])).target.unwrap().name, "postgres");
+    assert_eq!(run(&p, &alice(), &ask("ls", &[])).target.unwrap().name, "root");
 }
 
 #[test]
@@ -374,43 +291,12 @@ fn role_narrowing() {
     let p = policy(&format!(
         "{BASE}\n[[role]]\nname = \"audit\"\nmembers = [{{ unix_user = \"alice\" }}]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"id\"\n"
     ));
-    assert_eq!(
-        verdict(
-            &p,
-            &alice(),
-            &Ask {
-                role: Some("audit"),
-                ..ask("id", &[])
-            }
-        ),
-        Verdict::Allow
-    );
-    let d = run(
-        &p,
-        &alice(),
-        &Ask {
-            role: Some("dev"),
-            ..ask("id", &[])
-        },
-    );
+    assert_eq!(verdict(&p, &alice(), &Ask { role: Some("audit"), ..ask("id", &[]) }), Verdict::Allow);
+    let d = run(&p, &alice(), &Ask { role: Some("dev"), ..ask("id", &[]) });
     assert_eq!(d.reason, Some(DenyReason::NoMatchingRule));
-    let d = run(
-        &p,
-        &mallory(),
-        &Ask {
-            role: Some("audit"),
-            ..ask("id", &[])
-        },
-    );
+    let d = run(&p, &mallory(), &Ask { role: Some("audit"), ..ask("id", &[]) });
     assert_eq!(d.reason, Some(DenyReason::NotInRole("audit".into())));
-    let d = run(
-        &p,
-        &alice(),
-        &Ask {
-            role: Some("nope"),
-            ..ask("id", &[])
-        },
-    );
+    let d = run(&p, &alice(), &Ask { role: Some("nope"), ..ask("id", &[]) });
     assert_eq!(d.reason, Some(DenyReason::NotInRole("nope".into())));
 }
 
@@ -419,28 +305,8 @@ fn cwd_restricts() {
     let p = policy(
         "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"alice\" }]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"ls\"\n  cwd = \"/srv/web\"\n",
     );
-    assert_eq!(
-        verdict(
-            &p,
-            &alice(),
-            &Ask {
-                cwd: "/srv/web",
-                ..ask("ls", &[])
-            }
-        ),
-        Verdict::Allow
-    );
-    assert_eq!(
-        verdict(
-            &p,
-            &alice(),
-            &Ask {
-                cwd: "/srv",
-                ..ask("ls", &[])
-            }
-        ),
-        Verdict::Deny
-    );
+    assert_eq!(verdict(&p, &alice(), &Ask { cwd: "/srv/web", ..ask("ls", &[]) }), Verdict::Allow);
+    assert_eq!(verdict(&p, &alice(), &Ask { cwd: "/srv", ..ask("ls", &[]) }), Verdict::Deny);
 }
 
 #[test]
@@ -466,54 +332,23 @@ fn oidc_members_match_issuer_groups_email_and_claims() {
     // Unix identity alone never matches an OIDC member.
     assert_eq!(verdict(&p, &alice(), &cmd), Verdict::Deny);
     assert_eq!(
-        verdict(
-            &p,
-            &with_oidc(alice(), "corp", "a@example.com", &["sre", "oncall"], &[]),
-            &cmd
-        ),
+        verdict(&p, &with_oidc(alice(), "corp", "a@example.com", &["sre", "oncall"], &[]), &cmd),
         Verdict::Allow
     );
     // groups inside one entry are ANDed
-    assert_eq!(
-        verdict(
-            &p,
-            &with_oidc(alice(), "corp", "a@example.com", &["sre"], &[]),
-            &cmd
-        ),
-        Verdict::Deny
-    );
-    assert_eq!(
-        verdict(
-            &p,
-            &with_oidc(mallory(), "corp", "bob@example.com", &[], &[]),
-            &cmd
-        ),
-        Verdict::Allow
-    );
+    assert_eq!(verdict(&p, &with_oidc(alice(), "corp", "a@example.com", &["sre"], &[]), &cmd), Verdict::Deny);
+    assert_eq!(verdict(&p, &with_oidc(mallory(), "corp", "bob@example.com", &[], &[]), &cmd), Verdict::Allow);
     // same email from another issuer does not count
     assert_eq!(
-        verdict(
-            &p,
-            &with_oidc(mallory(), "github", "bob@example.com", &[], &[]),
-            &cmd
-        ),
+        verdict(&p, &with_oidc(mallory(), "github", "bob@example.com", &[], &[]), &cmd),
         Verdict::Deny
     );
     let ci = [("repository", "acme/web"), ("ref", "refs/heads/main")];
-    assert_eq!(
-        verdict(&p, &with_oidc(alice(), "github", "x", &[], &ci), &cmd),
-        Verdict::Allow
-    );
+    assert_eq!(verdict(&p, &with_oidc(alice(), "github", "x", &[], &ci), &cmd), Verdict::Allow);
     // unix_user in the same entry is ANDed with the claims
-    assert_eq!(
-        verdict(&p, &with_oidc(mallory(), "github", "x", &[], &ci), &cmd),
-        Verdict::Deny
-    );
+    assert_eq!(verdict(&p, &with_oidc(mallory(), "github", "x", &[], &ci), &cmd), Verdict::Deny);
     let other = [("repository", "acme/other"), ("ref", "refs/heads/main")];
-    assert_eq!(
-        verdict(&p, &with_oidc(alice(), "github", "x", &[], &other), &cmd),
-        Verdict::Deny
-    );
+    assert_eq!(verdict(&p, &with_oidc(alice(), "github", "x", &[], &other), &cmd), Verdict::Deny);
 }
 
 #[test]
@@ -522,14 +357,9 @@ fn non_string_claims_never_match() {
         "[[role]]\nname = \"ci\"\nmembers = [{ issuer = \"github\", claims = { ref_protected = \"true\" } }]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"id\"\n",
     );
     let mut id = with_oidc(alice(), "github", "x", &[], &[]);
-    id.oidc[0]
-        .claims
-        .insert("ref_protected".into(), serde_json::Value::Bool(true));
+    id.oidc[0].claims.insert("ref_protected".into(), serde_json::Value::Bool(true));
     assert_eq!(verdict(&p, &id, &ask("id", &[])), Verdict::Deny);
-    id.oidc[0].claims.insert(
-        "ref_protected".into(),
-        serde_json::Value::String("true".into()),
-    );
+    id.oidc[0].claims.insert("ref_protected".into(), serde_json::Value::String("true".into()));
     assert_eq!(verdict(&p, &id, &ask("id", &[])), Verdict::Allow);
 }
 
@@ -550,20 +380,12 @@ fn a_rule_that_cannot_be_evaluated_denies() {
     );
     let d = run(&p, &alice(), &ask("ls", &["x"]));
     assert_eq!(d.verdict, Verdict::Deny);
-    assert!(
-        matches!(d.reason, Some(DenyReason::RuleError(_))),
-        "{:?}",
-        d.reason
-    );
+    assert!(matches!(d.reason, Some(DenyReason::RuleError(_))), "{:?}", d.reason);
 }
 
 #[test]
 fn cve_2023_42465_verdicts_are_far_apart() {
-    let v = [
-        Verdict::Allow as u32,
-        Verdict::Approve as u32,
-        Verdict::Deny as u32,
-    ];
+    let v = [Verdict::Allow as u32, Verdict::Approve as u32, Verdict::Deny as u32];
     for a in 0..v.len() {
         for b in 0..a {
             assert!((v[a] ^ v[b]).count_ones() >= 16, "{:x} vs {:x}", v[a], v[b]);
@@ -576,8 +398,5 @@ fn unknown_default_target_denies() {
     let p = policy(
         "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"alice\" }]\nrun_as = [\"ghost\"]\n  [[role.rule]]\n  action = \"allow\"\n  command = \"id\"\n",
     );
-    assert_eq!(
-        run(&p, &alice(), &ask("id", &[])).reason,
-        Some(DenyReason::UnknownTarget("ghost".into()))
-    );
+    assert_eq!(run(&p, &alice(), &ask("id", &[])).reason, Some(DenyReason::UnknownTarget("ghost".into())));
 }

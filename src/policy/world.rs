@@ -31,9 +31,10 @@ impl World for SystemWorld {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return None;
         }
-        self.secure_path.iter().map(|d| d.join(name)).find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        self.secure_path
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
     }
 
     fn canonicalize(&self, path: &Path) -> Option<PathBuf> {

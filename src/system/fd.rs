@@ -71,12 +71,7 @@ fn close_range(first: RawFd, last: RawFd) {
     // Callers only close descriptors that no live Rust object owns (inherited ones, before any
     // are wrapped, or in a child between fork and exec).
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            last as libc::c_uint,
-            0 as libc::c_uint,
-        )
+        libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0 as libc::c_uint)
     };
     if rc != 0 {
         // Kernels before 5.9: close one by one.
@@ -89,21 +84,13 @@ fn close_range(first: RawFd, last: RawFd) {
 }
 
 pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
-    let flags = if on {
-        FdFlag::FD_CLOEXEC
-    } else {
-        FdFlag::empty()
-    };
+    let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
     fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
 }
 
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
     let cur = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    let new = if on {
-        cur | OFlag::O_NONBLOCK
-    } else {
-        cur & !OFlag::O_NONBLOCK
-    };
+    let new = if on { cur | OFlag::O_NONBLOCK } else { cur & !OFlag::O_NONBLOCK };
     fcntl(fd, FcntlArg::F_SETFL(new)).map(drop)
 }
 

@@ -18,10 +18,7 @@ use nix::unistd::{Gid, Uid, fchown};
 use super::Errno;
 
 fn fix_hint(path: &Path) -> String {
-    format!(
-        "fix with: chown root:root {p} && chmod go-w {p}",
-        p = path.display()
-    )
+    format!("fix with: chown root:root {p} && chmod go-w {p}", p = path.display())
 }
 
 /// Checks ownership and mode of an opened object.
@@ -40,11 +37,7 @@ fn check_trusted(st: &FileStat, path: &Path, allow_group: Option<u32>) -> Result
         return Err(format!(
             "{} is writable by {} (mode {:04o}); {}",
             path.display(),
-            if st.st_mode & 0o002 != 0 {
-                "others"
-            } else {
-                "its group"
-            },
+            if st.st_mode & 0o002 != 0 { "others" } else { "its group" },
             st.st_mode & 0o7777,
             fix_hint(path)
         ));
@@ -72,30 +65,16 @@ fn components(path: &Path) -> Result<Vec<&std::ffi::OsStr>, String> {
 }
 
 fn open_root() -> Result<OwnedFd, String> {
-    let fd = nix::fcntl::open(
-        "/",
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("cannot open /: {}", e.desc()))?;
+    let fd = nix::fcntl::open("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| format!("cannot open /: {}", e.desc()))?;
     let st = fstat(&fd).map_err(|e| format!("cannot stat /: {}", e.desc()))?;
     check_trusted(&st, Path::new("/"), None)?;
     Ok(fd)
 }
 
-fn open_child(
-    dir: &OwnedFd,
-    name: &std::ffi::OsStr,
-    flags: OFlag,
-    shown: &Path,
-) -> Result<OwnedFd, Errno> {
+fn open_child(dir: &OwnedFd, name: &std::ffi::OsStr, flags: OFlag, shown: &Path) -> Result<OwnedFd, Errno> {
     let _ = shown;
-    openat(
-        dir.as_fd(),
-        name,
-        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
+    openat(dir.as_fd(), name, flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 fn describe_open_error(e: Errno, path: &Path) -> String {
@@ -120,8 +99,7 @@ pub fn open_dir(path: &Path) -> Result<Option<OwnedFd>, String> {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(describe_open_error(e, &shown)),
         };
-        let st =
-            fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+        let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
         check_trusted(&st, &shown, None)?;
     }
     Ok(Some(fd))
@@ -137,12 +115,7 @@ pub fn secure_open(path: &Path) -> Result<Option<File>, String> {
     let Some(dir) = open_dir(parent)? else {
         return Ok(None);
     };
-    let fd = match open_child(
-        &dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-        path,
-    ) {
+    let fd = match open_child(&dir, name, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, path) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(None),
         Err(Errno::ELOOP) => {
@@ -167,15 +140,11 @@ pub fn secure_read(path: &Path, limit: u64) -> Result<Option<String>, String> {
         return Ok(None);
     };
     let mut buf = Vec::new();
-    f.take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    f.take(limit + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if buf.len() as u64 > limit {
         return Err(format!("{} is larger than {} bytes", path.display(), limit));
     }
-    String::from_utf8(buf)
-        .map(Some)
-        .map_err(|_| format!("{} is not valid UTF-8", path.display()))
+    String::from_utf8(buf).map(Some).map_err(|_| format!("{} is not valid UTF-8", path.display()))
 }
 
 /// Lists `*.toml` files of a trusted directory, sorted by name (hidden files skipped).
@@ -216,17 +185,11 @@ pub fn secure_mkdir_p(path: &Path, mode: DirMode) -> Result<OwnedFd, String> {
                         return Err(format!("cannot create {}: {}", shown.display(), e.desc()));
                     }
                 }
-                let f = open_child(&fd, name, flags, &shown)
-                    .map_err(|e| describe_open_error(e, &shown))?;
-                let st = fstat(&f)
-                    .map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+                let f = open_child(&fd, name, flags, &shown).map_err(|e| describe_open_error(e, &shown))?;
+                let st = fstat(&f).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
                 if st.st_uid == 0 && st.st_mode & 0o777 == 0o700 {
-                    fchown(
-                        &f,
-                        Some(Uid::from_raw(0)),
-                        Some(Gid::from_raw(mode.gid.unwrap_or(0))),
-                    )
-                    .map_err(|e| format!("cannot chown {}: {}", shown.display(), e.desc()))?;
+                    fchown(&f, Some(Uid::from_raw(0)), Some(Gid::from_raw(mode.gid.unwrap_or(0))))
+                        .map_err(|e| format!("cannot chown {}: {}", shown.display(), e.desc()))?;
                     nix::sys::stat::fchmod(&f, Mode::from_bits_truncate(mode.mode))
                         .map_err(|e| format!("cannot chmod {}: {}", shown.display(), e.desc()))?;
                 }
@@ -234,8 +197,7 @@ pub fn secure_mkdir_p(path: &Path, mode: DirMode) -> Result<OwnedFd, String> {
             }
             Err(e) => return Err(describe_open_error(e, &shown)),
         };
-        let st =
-            fstat(&next).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+        let st = fstat(&next).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
         check_trusted(&st, &shown, mode.gid)?;
         fd = next;
     }
@@ -257,11 +219,7 @@ mod tests {
         // /etc/passwd is root-owned 0644 on every Linux system.
         if nix::unistd::geteuid().is_root() || std::fs::metadata("/etc").is_ok() {
             assert!(secure_open(Path::new("/etc/passwd")).unwrap().is_some());
-            assert!(
-                secure_open(Path::new("/etc/does-not-exist-lpexec"))
-                    .unwrap()
-                    .is_none()
-            );
+            assert!(secure_open(Path::new("/etc/does-not-exist-lpexec")).unwrap().is_none());
         }
     }
 

@@ -25,10 +25,7 @@ pub struct SysError {
 
 impl SysError {
     pub fn new(what: impl Into<String>, errno: Errno) -> SysError {
-        SysError {
-            what: what.into(),
-            errno,
-        }
+        SysError { what: what.into(), errno }
     }
 }
 

@@ -61,12 +61,8 @@ pub fn set_not_dumpable() -> Result<(), SysError> {
 #[derive(Debug, Clone)]
 pub struct SavedLimits(Vec<(Resource, (u64, u64))>);
 
-const MANAGED: [Resource; 4] = [
-    Resource::RLIMIT_FSIZE,
-    Resource::RLIMIT_NOFILE,
-    Resource::RLIMIT_CORE,
-    Resource::RLIMIT_AS,
-];
+const MANAGED: [Resource; 4] =
+    [Resource::RLIMIT_FSIZE, Resource::RLIMIT_NOFILE, Resource::RLIMIT_CORE, Resource::RLIMIT_AS];
 
 impl SavedLimits {
     /// Saves the caller's limits and sets the helper's: unlimited file size and address space,
@@ -118,16 +114,10 @@ pub fn drop_privileges(c: &Creds) -> Result<(), SysError> {
     let r = nix::unistd::getresuid().ctx(|| "getresuid".into())?;
     let g = nix::unistd::getresgid().ctx(|| "getresgid".into())?;
     if [r.real, r.effective, r.saved] != [uid; 3] || [g.real, g.effective, g.saved] != [gid; 3] {
-        return Err(SysError::new(
-            "credentials did not change as requested",
-            Errno::EPERM,
-        ));
+        return Err(SysError::new("credentials did not change as requested", Errno::EPERM));
     }
     if c.uid != 0 && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
-        return Err(SysError::new(
-            "root privileges could be regained after dropping them",
-            Errno::EPERM,
-        ));
+        return Err(SysError::new("root privileges could be regained after dropping them", Errno::EPERM));
     }
     Ok(())
 }
@@ -167,12 +157,7 @@ pub fn reset_signals() {
         restorer: libc::sighandler_t,
         mask: u64,
     }
-    let dfl = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -314,9 +299,7 @@ pub fn spawn_with_fd3(
     let mut attr = PosixSpawnAttr::init()?;
     attr.set_sigdefault(&SigSet::all())?;
     attr.set_sigmask(&SigSet::empty())?;
-    attr.set_flags(
-        PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK,
-    )?;
+    attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
     posix_spawn(path.as_c_str(), &actions, &attr, argv, envp)
 }
 
@@ -335,18 +318,8 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 /// are ignored here (the helper and command get their own copy), as `system(3)` does.
 pub fn forward_signals_to(pid: Pid) {
     FORWARD_TO.store(pid.as_raw(), std::sync::atomic::Ordering::Relaxed);
-    let act = SigAction::new(
-        SigHandler::Handler(forward_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGALRM,
-    ] {
+    let act = SigAction::new(SigHandler::Handler(forward_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
         // SAFETY: the handler only loads an atomic and calls kill(2), both async-signal-safe.
         let _ = unsafe { nix::sys::signal::sigaction(sig, &act) };
     }

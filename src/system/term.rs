@@ -42,9 +42,7 @@ pub fn tty_name(fd: BorrowedFd<'_>) -> Option<String> {
     let name = s.strip_prefix("/dev/")?;
     if name.is_empty()
         || name.contains("..")
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
     {
         return None;
     }
@@ -68,12 +66,7 @@ pub fn raw(t: &Termios) -> Termios {
 }
 
 pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<Winsize> {
-    let mut ws = Winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let mut ws = Winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCGWINSZ writes one `struct winsize` into the pointed-to, properly sized and
     // aligned local; the fd is borrowed for the duration of the call.
     let ok = unsafe { tiocgwinsz(fd.as_raw_fd(), &mut ws) }.is_ok();
@@ -82,9 +75,7 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<Winsize> {
 
 pub fn set_winsize(fd: BorrowedFd<'_>, ws: &Winsize) -> Result<(), SysError> {
     // SAFETY: TIOCSWINSZ reads one `struct winsize` from the pointed-to local.
-    unsafe { tiocswinsz(fd.as_raw_fd(), ws) }
-        .map(drop)
-        .ctx(|| "TIOCSWINSZ".into())
+    unsafe { tiocswinsz(fd.as_raw_fd(), ws) }.map(drop).ctx(|| "TIOCSWINSZ".into())
 }
 
 /// A new pseudo-terminal pair (both ends close-on-exec).
@@ -98,18 +89,13 @@ pub fn open_pty(ws: Option<&Winsize>, attrs: Option<&Termios>) -> Result<Pty, Sy
     for fd in [&r.master, &r.slave] {
         super::fd::set_cloexec(fd.as_fd(), true).ctx(|| "FD_CLOEXEC".into())?;
     }
-    Ok(Pty {
-        master: r.master,
-        slave: r.slave,
-    })
+    Ok(Pty { master: r.master, slave: r.slave })
 }
 
 /// Makes `fd` the controlling terminal of the calling session leader.
 pub fn make_controlling(fd: BorrowedFd<'_>) -> Result<(), SysError> {
     // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and no pointers.
-    unsafe { tiocsctty(fd.as_raw_fd(), 0) }
-        .map(drop)
-        .ctx(|| "TIOCSCTTY".into())
+    unsafe { tiocsctty(fd.as_raw_fd(), 0) }.map(drop).ctx(|| "TIOCSCTTY".into())
 }
 
 pub fn set_foreground(fd: BorrowedFd<'_>, pgrp: nix::unistd::Pid) -> Result<(), Errno> {

@@ -24,13 +24,7 @@ pub struct Account {
 
 impl From<User> for Account {
     fn from(u: User) -> Account {
-        Account {
-            uid: u.uid.as_raw(),
-            gid: u.gid.as_raw(),
-            name: u.name,
-            home: u.dir,
-            shell: u.shell,
-        }
+        Account { uid: u.uid.as_raw(), gid: u.gid.as_raw(), name: u.name, home: u.dir, shell: u.shell }
     }
 }
 
@@ -50,10 +44,7 @@ pub fn lookup(spec: &str) -> Result<Account, String> {
 }
 
 pub fn lookup_target(spec: &str) -> Result<Target, String> {
-    lookup(spec).map(|a| Target {
-        uid: a.uid,
-        name: a.name,
-    })
+    lookup(spec).map(|a| Target { uid: a.uid, name: a.name })
 }
 
 pub fn by_uid(uid: u32) -> Result<Account, String> {
@@ -62,8 +53,7 @@ pub fn by_uid(uid: u32) -> Result<Account, String> {
 
 /// Supplementary groups of an account from the group database (including its primary group).
 pub fn group_ids(account: &Account) -> Result<Vec<u32>, String> {
-    let name =
-        CString::new(account.name.as_bytes()).map_err(|_| "user name contains NUL".to_string())?;
+    let name = CString::new(account.name.as_bytes()).map_err(|_| "user name contains NUL".to_string())?;
     nix::unistd::getgrouplist(&name, Gid::from_raw(account.gid))
         .map(|v| v.into_iter().map(Gid::as_raw).collect())
         .map_err(|e| format!("cannot list groups of {}: {}", account.name, e.desc()))
@@ -78,10 +68,7 @@ pub fn group_refs(gids: &[u32]) -> Vec<GroupRef> {
             continue;
         }
         seen.push(gid);
-        let name = Group::from_gid(Gid::from_raw(gid))
-            .ok()
-            .flatten()
-            .map(|g| g.name);
+        let name = Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name);
         out.push(GroupRef { gid, name });
     }
     out
@@ -110,20 +97,11 @@ pub fn group_id(spec: &str) -> Result<u32, String> {
 /// process's own (from the kernel) plus the group database's.
 pub fn caller() -> Result<(Caller, Account), String> {
     let uid = nix::unistd::getuid().as_raw();
-    let account = by_uid(uid)
-        .map_err(|_| format!("your uid {uid} does not exist in the password database"))?;
+    let account =
+        by_uid(uid).map_err(|_| format!("your uid {uid} does not exist in the password database"))?;
     let mut gids: Vec<u32> = vec![nix::unistd::getgid().as_raw()];
-    gids.extend(
-        nix::unistd::getgroups()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Gid::as_raw),
-    );
+    gids.extend(nix::unistd::getgroups().unwrap_or_default().into_iter().map(Gid::as_raw));
     gids.extend(group_ids(&account)?);
-    let caller = Caller {
-        uid,
-        name: account.name.clone(),
-        groups: group_refs(&gids),
-    };
+    let caller = Caller { uid, name: account.name.clone(), groups: group_refs(&gids) };
     Ok((caller, account))
 }

@@ -16,26 +16,11 @@ fn cve_2019_14287_uid_minus_one_is_refused() {
         "[[role]]\nname = \"any\"\nmembers = [{{ unix_group = \"{DEV}\" }}]\nrun_as = [\"*\"]\n{}",
         allow("id")
     ));
-    for spelling in [
-        "#-1",
-        "#4294967295",
-        "#4294967296",
-        "#+0",
-        "#0x0",
-        "#-4294967296",
-    ] {
+    for spelling in ["#-1", "#4294967295", "#4294967296", "#+0", "#0x0", "#-4294967296"] {
         let o = sb.lp(ALICE, &["-u", spelling, "id"]);
         o.assert_code(125);
-        assert!(
-            o.stdout.is_empty(),
-            "{spelling}: the command ran: {}",
-            o.stdout
-        );
-        assert!(
-            o.stderr.contains("invalid numeric id"),
-            "{spelling}: {}",
-            o.stderr
-        );
+        assert!(o.stdout.is_empty(), "{spelling}: the command ran: {}", o.stdout);
+        assert!(o.stderr.contains("invalid numeric id"), "{spelling}: {}", o.stderr);
     }
     sb.expect_syslog(&["DECISION=error", "invalid numeric id"]);
 }
@@ -60,14 +45,10 @@ fn path_hijack_cannot_replace_a_bare_command_name() {
 #[test]
 fn loader_and_shell_variables_never_reach_the_command() {
     let sb = sandbox("dangerenv", &["env"]);
-    let libm = [
-        "/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/lib64/libm.so.6",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("libm");
+    let libm = ["/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6", "/lib64/libm.so.6"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("libm");
     let env = [
         ("LD_PRELOAD", libm),
         ("LD_LIBRARY_PATH", "/tmp"),
@@ -98,10 +79,7 @@ fn loader_and_shell_variables_never_reach_the_command() {
 #[test]
 fn callers_extra_descriptors_are_not_inherited() {
     let sb = sandbox("fd7", &["readlink"]);
-    let o = sb.sh(
-        ALICE,
-        "exec 7</etc/hostname; $LP readlink /proc/self/fd/7 /proc/self/fd/3; echo rc=$?",
-    );
+    let o = sb.sh(ALICE, "exec 7</etc/hostname; $LP readlink /proc/self/fd/7 /proc/self/fd/3; echo rc=$?");
     assert_eq!(o.stdout, "rc=1\n", "{o:?}");
 }
 
@@ -110,30 +88,15 @@ fn refused_for(sb: &Sandbox, needle: &str) {
     o.assert_code(125);
     assert!(o.stdout.is_empty(), "the command ran: {}", o.stdout);
     assert!(o.stderr.contains(needle), "{}", o.stderr);
-    assert!(
-        o.stderr.contains("fix with: chown root:root"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("fix with: chown root:root"), "{}", o.stderr);
     sb.expect_syslog(&["DECISION=error", needle]);
 }
 
 #[test]
 fn group_writable_policy_is_refused() {
     let sb = sandbox("gwpolicy", &["id"]);
-    sb.run(
-        "root",
-        &[],
-        &[
-            "chmod",
-            "664",
-            &sb.etc.join("policy.toml").display().to_string(),
-        ],
-    );
-    refused_for(
-        &sb,
-        "/etc/lpexec/policy.toml is writable by its group (mode 0664)",
-    );
+    sb.run("root", &[], &["chmod", "664", &sb.etc.join("policy.toml").display().to_string()]);
+    refused_for(&sb, "/etc/lpexec/policy.toml is writable by its group (mode 0664)");
 }
 
 #[test]
@@ -148,10 +111,7 @@ fn policy_not_owned_by_root_is_refused() {
     let sb = sandbox("owner", &["id"]);
     let uid = uid_of(ALICE);
     nix::unistd::chown(&sb.etc.join("policy.toml"), Some(uid.into()), None).unwrap();
-    refused_for(
-        &sb,
-        &format!("/etc/lpexec/policy.toml is owned by uid {uid}, not root"),
-    );
+    refused_for(&sb, &format!("/etc/lpexec/policy.toml is owned by uid {uid}, not root"));
 }
 
 #[test]
@@ -170,12 +130,7 @@ fn symlinked_policy_is_refused() {
     std::os::unix::fs::symlink(&real, sb.etc.join("policy.toml")).unwrap();
     let o = sb.lp(ALICE, &["id"]);
     o.assert_code(125);
-    assert!(
-        o.stderr
-            .contains("/etc/lpexec/policy.toml is a symbolic link"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("/etc/lpexec/policy.toml is a symbolic link"), "{}", o.stderr);
 }
 
 #[test]
@@ -189,15 +144,13 @@ fn invalid_policy_refuses_every_request_naming_the_problem() {
     o.assert_code(125);
     assert!(o.stdout.is_empty());
     assert!(
-        o.stderr
-            .contains("the lpexec configuration is invalid, so every request is refused"),
+        o.stderr.contains("the lpexec configuration is invalid, so every request is refused"),
         "{}",
         o.stderr
     );
     assert!(
-        o.stderr.contains(
-            "/etc/lpexec/policy.d/10-typo.toml:4:13: env_keep entry \"LD_PRELOAD\" is dangerous"
-        ),
+        o.stderr
+            .contains("/etc/lpexec/policy.d/10-typo.toml:4:13: env_keep entry \"LD_PRELOAD\" is dangerous"),
         "{}",
         o.stderr
     );
@@ -232,15 +185,8 @@ fn cve_2021_3156_trailing_backslash_and_huge_arguments() {
     // A command line of more than 1 MiB (ten 120 KiB arguments; the kernel limits one
     // argument to 128 KiB) is refused cleanly by the helper, not crashed on.
     let o = sb.sh(ALICE, "a=$(head -c 122880 /dev/zero | tr '\\0' x); $LP printf %s $a $a $a $a $a $a $a $a $a $a | wc -c; echo rc=$?");
-    assert!(
-        o.stdout.contains("0\nrc=0") || o.stdout.ends_with("0\nrc=0\n"),
-        "{o:?}"
-    );
-    assert!(
-        o.stderr.contains("lpexec: the request is too large"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stdout.contains("0\nrc=0") || o.stdout.ends_with("0\nrc=0\n"), "{o:?}");
+    assert!(o.stderr.contains("lpexec: the request is too large"), "{}", o.stderr);
 }
 
 #[test]
@@ -252,36 +198,27 @@ fn hostile_input_on_the_helpers_request_channel_is_refused() {
         ("3</dev/null", "malformed request"),
         ("3</dev/zero", "too large"),
         ("3</etc", "cannot read the request"),
-        (
-            "3<<'E'\n{\"version\":1,\"mode\":\"run\",\"argv\":[\"id\"],\"uid\":0}\nE\n",
-            "unknown field `uid`",
-        ),
-        (
-            "3<<'E'\n{\"version\":1,\"mode\":\"run\",\"argv\":[]}\nE\n",
-            "no command given",
-        ),
-        (
-            "3<<'E'\n{\"version\":1,\"mode\":\"sudo\",\"argv\":[\"id\"]}\nE\n",
-            "unknown variant `sudo`",
-        ),
+        ("3<<'E'\n{\"version\":1,\"mode\":\"run\",\"argv\":[\"id\"],\"uid\":0}\nE\n", "unknown field `uid`"),
+        ("3<<'E'\n{\"version\":1,\"mode\":\"run\",\"argv\":[]}\nE\n", "no command given"),
+        ("3<<'E'\n{\"version\":1,\"mode\":\"sudo\",\"argv\":[\"id\"]}\nE\n", "unknown variant `sudo`"),
         ("3<<'E'\n\u{ff}\u{fe}garbage\nE\n", "malformed request"),
     ];
     for (redir, needle) in cases {
-        let o = sb.run(
-            ALICE,
-            &[],
-            &["/bin/sh", "-c", &format!("'{helper}' {redir}")],
-        );
+        let o = sb.run(ALICE, &[], &["/bin/sh", "-c", &format!("'{helper}' {redir}")]);
         assert_eq!(o.code(), Some(125), "{redir}: {o:?}");
         assert!(o.stdout.is_empty(), "{redir}: {o:?}");
-        assert!(
-            o.stderr.contains(needle),
-            "{redir}: expected {needle:?} in {}",
-            o.stderr
-        );
+        assert!(o.stderr.contains(needle), "{redir}: expected {needle:?} in {}", o.stderr);
     }
     // A well-formed request sent directly is decided like any other.
-    let o = sb.run(ALICE, &[], &["/bin/sh", "-c", &format!("'{helper}' 3<<'E'\n{{\"version\":1,\"mode\":\"run\",\"argv\":[\"id\",\"-u\"]}}\nE\n")]);
+    let o = sb.run(
+        ALICE,
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("'{helper}' 3<<'E'\n{{\"version\":1,\"mode\":\"run\",\"argv\":[\"id\",\"-u\"]}}\nE\n"),
+        ],
+    );
     o.assert_code(0);
     assert_eq!(o.stdout, "0\n");
 }
@@ -292,15 +229,10 @@ fn helper_without_setuid_says_how_to_fix_it() {
     let copy = sb.dir.join("helper-copy");
     std::fs::copy(sb.bin.join("lpexec-helper"), &copy).unwrap();
     std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let o = sb.lp_env(
-        ALICE,
-        &[("LPEXEC_HELPER", &copy.display().to_string())],
-        &["id"],
-    );
+    let o = sb.lp_env(ALICE, &[("LPEXEC_HELPER", &copy.display().to_string())], &["id"]);
     o.assert_code(125);
     assert!(
-        o.stderr
-            .contains("lpexec-helper is not running as root: it must be installed setuid root"),
+        o.stderr.contains("lpexec-helper is not running as root: it must be installed setuid root"),
         "{}",
         o.stderr
     );
@@ -312,11 +244,7 @@ fn no_new_privs_is_detected() {
     let lp = sb.lpexec();
     let o = sb.run(ALICE, &[], &["setpriv", "--no-new-privs", &lp, "id"]);
     o.assert_code(125);
-    assert!(
-        o.stderr.contains("no_new_privs flag is set"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("no_new_privs flag is set"), "{}", o.stderr);
 }
 
 #[test]

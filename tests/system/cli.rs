@@ -5,23 +5,14 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn snapshot(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(format!("{name}.txt"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.txt"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing snapshot {}; run with UPDATE_SNAPSHOTS=1",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual, expected,
-        "output of `{name}` changed; if intended, run with UPDATE_SNAPSHOTS=1"
-    );
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing snapshot {}; run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert_eq!(actual, expected, "output of `{name}` changed; if intended, run with UPDATE_SNAPSHOTS=1");
 }
 
 fn lpexec(args: &[&str]) -> (Option<i32>, String, String) {
@@ -84,13 +75,9 @@ fn helper_missing() {
 #[test]
 fn helper_run_directly() {
     // Not setuid here, so it says that first.
-    let o = Command::new(env!("CARGO_BIN_EXE_lpexec-helper"))
-        .env_clear()
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lpexec-helper")).env_clear().output().unwrap();
     assert_eq!(o.status.code(), Some(125));
-    let err =
-        String::from_utf8_lossy(&o.stderr).replace(env!("CARGO_BIN_EXE_lpexec-helper"), "HELPER");
+    let err = String::from_utf8_lossy(&o.stderr).replace(env!("CARGO_BIN_EXE_lpexec-helper"), "HELPER");
     if nix::unistd::geteuid().is_root() {
         snapshot("error-helper-direct-root", &err);
     } else {

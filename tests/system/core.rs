@@ -15,12 +15,7 @@ fn lpexec_id_runs_the_command_as_root() {
     let sb = sandbox("id", &["id"]);
     let o = sb.lp(ALICE, &["id"]);
     o.assert_code(0);
-    assert!(
-        o.stdout
-            .starts_with("uid=0(root) gid=0(root) groups=0(root)"),
-        "{}",
-        o.stdout
-    );
+    assert!(o.stdout.starts_with("uid=0(root) gid=0(root) groups=0(root)"), "{}", o.stdout);
 }
 
 #[test]
@@ -29,21 +24,9 @@ fn target_user_gets_its_uid_gid_and_supplementary_groups() {
     let o = sb.lp(ALICE, &["-u", WEB, "id"]);
     o.assert_code(0);
     let uid = uid_of(WEB);
-    assert!(
-        o.stdout.starts_with(&format!("uid={uid}({WEB}) gid=")),
-        "{}",
-        o.stdout
-    );
-    assert!(
-        o.stdout.contains(&format!("({OPS})")),
-        "supplementary group missing: {}",
-        o.stdout
-    );
-    assert!(
-        !o.stdout.contains(DEV),
-        "the caller's groups leaked: {}",
-        o.stdout
-    );
+    assert!(o.stdout.starts_with(&format!("uid={uid}({WEB}) gid=")), "{}", o.stdout);
+    assert!(o.stdout.contains(&format!("({OPS})")), "supplementary group missing: {}", o.stdout);
+    assert!(!o.stdout.contains(DEV), "the caller's groups leaked: {}", o.stdout);
     // by number too
     let o = sb.lp(ALICE, &["-u", &format!("#{uid}"), "id", "-u"]);
     o.assert_code(0);
@@ -74,12 +57,7 @@ fn command_not_found_is_127_and_not_executable_is_126() {
     let sb = sandbox("notfound", &["*"]);
     let o = sb.lp(ALICE, &["no-such-command-lpxt"]);
     o.assert_code(127);
-    assert!(
-        o.stderr
-            .contains("lpexec: no-such-command-lpxt: command not found"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("lpexec: no-such-command-lpxt: command not found"), "{}", o.stderr);
     assert!(o.stderr.contains("secure_path"), "{}", o.stderr);
     let plain = sb.dir.join("plain-file");
     std::fs::write(&plain, "not a program\n").unwrap();
@@ -87,10 +65,7 @@ fn command_not_found_is_127_and_not_executable_is_126() {
     let o = sb.lp(ALICE, &[&plain.display().to_string()]);
     o.assert_code(126);
     assert!(
-        o.stderr.contains(&format!(
-            "{}: cannot execute: Permission denied",
-            plain.display()
-        )),
+        o.stderr.contains(&format!("{}: cannot execute: Permission denied", plain.display())),
         "{}",
         o.stderr
     );
@@ -117,20 +92,13 @@ fn only_descriptors_0_to_2_reach_the_command() {
     let sb = sandbox("fds", &["sh"]);
     let o = sb.sh(ALICE, "exec 7</etc/hostname 8>/dev/null; $LP sh -c 'ls /proc/self/fd/ >/dev/null; for n in 3 4 5 6 7 8 9; do [ -e /proc/$$/fd/$n ] && echo open:$n; done; true'");
     assert_eq!(o.code(), Some(0), "{o:?}");
-    assert!(
-        !o.stdout.contains("open:"),
-        "inherited descriptors: {}",
-        o.stdout
-    );
+    assert!(!o.stdout.contains("open:"), "inherited descriptors: {}", o.stdout);
 }
 
 #[test]
 fn command_starts_with_default_signal_dispositions() {
     let sb = sandbox("sigdfl", &["grep"]);
-    let o = sb.sh(
-        ALICE,
-        "trap '' INT QUIT TERM; $LP grep -E '^Sig(Ign|Blk)' /proc/self/status",
-    );
+    let o = sb.sh(ALICE, "trap '' INT QUIT TERM; $LP grep -E '^Sig(Ign|Blk)' /proc/self/status");
     assert!(o.stdout.contains("SigBlk:\t0000000000000000"), "{o:?}");
     assert!(o.stdout.contains("SigIgn:\t0000000000000000"), "{o:?}");
 }
@@ -138,14 +106,8 @@ fn command_starts_with_default_signal_dispositions() {
 #[test]
 fn umask_is_the_callers_or_022() {
     let sb = sandbox("umask", &["sh"]);
-    assert_eq!(
-        sb.sh(ALICE, "umask 077; $LP sh -c umask").stdout.trim(),
-        "0077"
-    );
-    assert_eq!(
-        sb.sh(ALICE, "umask 000; $LP sh -c umask").stdout.trim(),
-        "0022"
-    );
+    assert_eq!(sb.sh(ALICE, "umask 077; $LP sh -c umask").stdout.trim(), "0077");
+    assert_eq!(sb.sh(ALICE, "umask 000; $LP sh -c umask").stdout.trim(), "0022");
 }
 
 #[test]
@@ -168,11 +130,7 @@ fn environment_is_reset_like_sudo() {
         &["env"],
     );
     o.assert_code(0);
-    let mut keys: Vec<&str> = o
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|x| x.0))
-        .collect();
+    let mut keys: Vec<&str> = o.stdout.lines().filter_map(|l| l.split_once('=').map(|x| x.0)).collect();
     keys.sort();
     assert_eq!(
         keys,
@@ -194,20 +152,14 @@ fn environment_is_reset_like_sudo() {
         "{}",
         o.stdout
     );
-    assert!(
-        o.stdout
-            .contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
-    );
+    assert!(o.stdout.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"));
     assert!(
         o.stdout.contains("HOME=/root\n")
             && o.stdout.contains("USER=root\n")
             && o.stdout.contains("LOGNAME=root\n")
     );
     assert!(o.stdout.contains(&format!("LPEXEC_USER={ALICE}\n")));
-    assert!(
-        o.stdout
-            .contains(&format!("LPEXEC_UID={}\n", uid_of(ALICE)))
-    );
+    assert!(o.stdout.contains(&format!("LPEXEC_UID={}\n", uid_of(ALICE))));
     assert!(o.stdout.contains("LPEXEC_ROLE=dev\n"));
 }
 
@@ -221,12 +173,7 @@ fn syslog_has_decision_start_and_end_lines() {
     let sh = std::fs::canonicalize("/usr/bin/sh").unwrap();
     let cmd = format!("COMMAND={} -c 'exit 3'", sh.display());
     assert!(decision.contains(&format!("{ALICE} : ROLE=dev ; TTY=unknown ; PWD=/ ; USER=root ; {cmd} ; REASON=deploy #42 ; DECISION=allow ; RULE=/etc/lpexec/policy.toml:")), "{decision}");
-    let session = decision
-        .split("SESSION=")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_string();
+    let session = decision.split("SESSION=").nth(1).unwrap().trim().to_string();
     let start = sb.expect_syslog(&["EVENT=start", &session]);
     assert!(start.contains(&cmd));
     let end = sb.expect_syslog(&["EVENT=end", &session]);
@@ -252,11 +199,7 @@ fn denials_are_logged_with_the_reason() {
     assert!(l.starts_with("<81>"), "denials are authpriv.alert: {l}");
     let o = sb.lp(MALLORY, &["id"]);
     o.assert_code(125);
-    assert!(
-        o.stderr.contains("not a member of any role"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("not a member of any role"), "{}", o.stderr);
 }
 
 #[test]
@@ -280,31 +223,17 @@ fn real_rsyslog_writes_the_lines_to_auth_log() {
         sb.lpexec()
     );
     let st = std::process::Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ])
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c", &script])
         .status()
         .unwrap();
     assert!(st.success());
     let until = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let log = std::fs::read_to_string("/var/log/auth.log").unwrap_or_default();
-        if log
-            .lines()
-            .any(|l| l.contains(&marker) && l.contains("DECISION=allow") && l.contains("lpexec["))
-        {
+        if log.lines().any(|l| l.contains(&marker) && l.contains("DECISION=allow") && l.contains("lpexec[")) {
             break;
         }
-        assert!(
-            std::time::Instant::now() < until,
-            "rsyslog did not write the line to /var/log/auth.log"
-        );
+        assert!(std::time::Instant::now() < until, "rsyslog did not write the line to /var/log/auth.log");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

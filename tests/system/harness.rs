@@ -45,11 +45,7 @@ fn sh(cmd: &str) -> std::process::Output {
 
 fn must(cmd: &str) {
     let o = sh(cmd);
-    assert!(
-        o.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 struct Fixture {
@@ -107,11 +103,7 @@ fn fixture() -> &'static Fixture {
 }
 
 pub fn uid_of(user: &str) -> u32 {
-    nix::unistd::User::from_name(user)
-        .unwrap()
-        .unwrap()
-        .uid
-        .as_raw()
+    nix::unistd::User::from_name(user).unwrap().unwrap().uid.as_raw()
 }
 
 /// One command's result.
@@ -170,16 +162,7 @@ impl Sandbox {
         let sock = UnixDatagram::bind(&sock_path).unwrap();
         sock.set_nonblocking(true).unwrap();
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        Sandbox {
-            dir,
-            etc,
-            state,
-            log,
-            sock_path,
-            sock,
-            lines: Default::default(),
-            bin: f.bin.clone(),
-        }
+        Sandbox { dir, etc, state, log, sock_path, sock, lines: Default::default(), bin: f.bin.clone() }
     }
 
     /// Writes a file under the sandbox's /etc/lpexec (root-owned, 0644).
@@ -224,23 +207,11 @@ impl Sandbox {
         );
         let home = format!("HOME=/home/{user}");
         let mut c = Command::new("unshare");
-        c.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-        ]);
+        c.args(["--mount", "--propagation", "private", "--", "sh", "-c", &script, "sh"]);
         c.arg("PATH=/usr/local/bin:/usr/bin:/bin");
         c.arg(&home);
         c.arg(format!("USER={user}"));
-        c.arg(format!(
-            "LPEXEC_HELPER={}",
-            self.bin.join("lpexec-helper").display()
-        ));
+        c.arg(format!("LPEXEC_HELPER={}", self.bin.join("lpexec-helper").display()));
         for (k, v) in env {
             c.arg(format!("{k}={v}"));
         }
@@ -263,11 +234,7 @@ impl Sandbox {
 
     /// Runs any program as `user` in the sandbox.
     pub fn run(&self, user: &str, env: &[(&str, &str)], argv: &[&str]) -> Out {
-        let o = self
-            .command(user, env, argv)
-            .stdin(Stdio::null())
-            .output()
-            .expect("spawn");
+        let o = self.command(user, env, argv).stdin(Stdio::null()).output().expect("spawn");
         Out {
             status: o.status,
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -288,9 +255,7 @@ impl Sandbox {
         loop {
             let mut got = false;
             while let Ok(n) = self.sock.recv(&mut buf) {
-                self.lines
-                    .borrow_mut()
-                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                self.lines.borrow_mut().push(String::from_utf8_lossy(&buf[..n]).into_owned());
                 got = true;
             }
             if got || Instant::now() >= until {
@@ -311,22 +276,14 @@ impl Sandbox {
                 return l.clone();
             }
             if Instant::now() >= until {
-                panic!(
-                    "no syslog line with {needles:?}; got:\n{}",
-                    lines.join("\n")
-                );
+                panic!("no syslog line with {needles:?}; got:\n{}", lines.join("\n"));
             }
         }
     }
 
     /// Starts `lpexec ARGS` (or any argv if `raw`) as `user` on a new terminal.
     pub fn pty(&self, user: &str, env: &[(&str, &str)], argv: &[&str]) -> Pty {
-        let ws = nix::pty::Winsize {
-            ws_row: 30,
-            ws_col: 100,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
+        let ws = nix::pty::Winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
         let p = nix::pty::openpty(Some(&ws), None).expect("openpty");
         let mut full_env = vec![("TERM", "xterm")];
         full_env.extend_from_slice(env);
@@ -341,12 +298,7 @@ impl Sandbox {
         let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL).unwrap();
         let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
         nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
-        Pty {
-            master,
-            child: Some(child),
-            seen: Vec::new(),
-            slave_path,
-        }
+        Pty { master, child: Some(child), seen: Vec::new(), slave_path }
     }
 
     pub fn files_under(&self, d: &Path) -> Vec<PathBuf> {
@@ -401,10 +353,7 @@ impl Pty {
     /// Reads what is available within `wait`.
     pub fn pump(&mut self, wait: Duration) -> bool {
         let mut buf = [0u8; 65536];
-        let mut fds = [nix::poll::PollFd::new(
-            self.master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
+        let mut fds = [nix::poll::PollFd::new(self.master.as_fd(), nix::poll::PollFlags::POLLIN)];
         let ms = wait.as_millis().min(60_000) as u16;
         if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)).unwrap_or(0) == 0 {
             return false;
@@ -433,10 +382,7 @@ impl Pty {
         let until = Instant::now() + timeout;
         while self.text().matches(needle).count() < count {
             if Instant::now() >= until {
-                panic!(
-                    "timed out waiting for {needle:?} (x{count}); terminal showed:\n{}",
-                    self.text()
-                );
+                panic!("timed out waiting for {needle:?} (x{count}); terminal showed:\n{}", self.text());
             }
             self.pump(Duration::from_millis(50));
         }
@@ -449,10 +395,7 @@ impl Pty {
 
     /// Changes the terminal's size (the kernel signals its foreground group).
     pub fn resize(&self, rows: u16, cols: u16) {
-        must(&format!(
-            "stty -F {} rows {rows} cols {cols}",
-            self.slave_path.display()
-        ));
+        must(&format!("stty -F {} rows {rows} cols {cols}", self.slave_path.display()));
     }
 
     /// Waits for the process tree on the terminal to exit, collecting output.
@@ -467,10 +410,7 @@ impl Pty {
             }
             if Instant::now() >= until {
                 let _ = child.kill();
-                panic!(
-                    "timed out waiting for exit; terminal showed:\n{}",
-                    self.text()
-                );
+                panic!("timed out waiting for exit; terminal showed:\n{}", self.text());
             }
         }
     }
@@ -494,10 +434,7 @@ pub fn mode_owner(p: &Path) -> (u32, u32, u32) {
 /// Reads a whole file as a string.
 pub fn read(p: &Path) -> String {
     let mut s = String::new();
-    std::fs::File::open(p)
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
+    std::fs::File::open(p).unwrap().read_to_string(&mut s).unwrap();
     s
 }
 

@@ -14,11 +14,8 @@ fn sandbox(name: &str, rules: &[&str]) -> Sandbox {
 /// An interactive bash for ALICE on a terminal, with a recognisable prompt.
 fn shell(sb: &Sandbox) -> Pty {
     let lp = sb.lpexec();
-    let mut t = sb.pty(
-        ALICE,
-        &[("PS1", "PROMPT$ "), ("LP", &lp)],
-        &["/bin/bash", "--norc", "--noprofile", "-i"],
-    );
+    let mut t =
+        sb.pty(ALICE, &[("PS1", "PROMPT$ "), ("LP", &lp)], &["/bin/bash", "--norc", "--noprofile", "-i"]);
     t.expect("PROMPT$ ");
     t
 }
@@ -42,11 +39,7 @@ fn the_command_gets_its_own_terminal() {
 #[test]
 fn window_size_follows_the_caller() {
     let sb = sandbox("winsize", &["sh"]);
-    let mut t = sb.pty(
-        ALICE,
-        &[],
-        &[&sb.lpexec(), "sh", "-c", "stty size; read x; stty size"],
-    );
+    let mut t = sb.pty(ALICE, &[], &[&sb.lpexec(), "sh", "-c", "stty size; read x; stty size"]);
     t.expect("30 100");
     t.resize(41, 132);
     std::thread::sleep(Duration::from_millis(200));
@@ -118,9 +111,7 @@ fn redirected_stdout_stays_byte_exact_under_a_terminal() {
     let sb = sandbox("bytes", &["printf"]);
     let mut t = shell(&sb);
     let f = format!("/tmp/lpxt-bytes-{}", std::process::id());
-    t.send(&format!(
-        "$LP printf 'a\\nb\\r\\n' > {f}; od -An -c {f}; rm -f {f}\n"
-    ));
+    t.send(&format!("$LP printf 'a\\nb\\r\\n' > {f}; od -An -c {f}; rm -f {f}\n"));
     t.expect("a  \\n   b  \\r  \\n");
 }
 

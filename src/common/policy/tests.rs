@@ -1,10 +1,7 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Policy, Diags> {
-    Policy::parse(
-        &[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())],
-        &["corp", "github"],
-    )
+    Policy::parse(&[(PathBuf::from("/etc/lpexec/policy.toml"), text.to_string())], &["corp", "github"])
 }
 
 fn err(text: &str) -> String {
@@ -64,10 +61,7 @@ fn the_spec_example_parses() {
     assert_eq!(r.rules.len(), 4);
     assert_eq!(r.rules[0].command, CommandSpec::Name("npm".into()));
     assert_eq!(r.rules[0].args, ArgsSpec::Exact(vec!["ci".into()]));
-    assert_eq!(
-        r.rules[2].approval.as_ref().unwrap().ttl,
-        Duration::from_secs(600)
-    );
+    assert_eq!(r.rules[2].approval.as_ref().unwrap().ttl, Duration::from_secs(600));
     assert_eq!(r.env_set, vec![("CI".to_string(), "true".to_string())]);
     assert!(r.record);
 }
@@ -84,10 +78,7 @@ fn rule_origins_point_at_their_table() {
         .collect();
     // The origin is the rule's table: its header or its first key, never past the action.
     for (got, action_line) in lines.iter().zip(&text_lines) {
-        assert!(
-            *got >= action_line - 1 && *got <= *action_line,
-            "{lines:?} vs {text_lines:?}"
-        );
+        assert!(*got >= action_line - 1 && *got <= *action_line, "{lines:?} vs {text_lines:?}");
     }
 }
 
@@ -96,17 +87,13 @@ fn unknown_key_in_a_rule_names_file_line_and_column() {
     let e = err(
         "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\naction = \"allow\"\ncommand = \"ls\"\nargz = []\n",
     );
-    assert!(
-        e.starts_with("/etc/lpexec/policy.toml:7:1: unknown field `argz`"),
-        "{e}"
-    );
+    assert!(e.starts_with("/etc/lpexec/policy.toml:7:1: unknown field `argz`"), "{e}");
 }
 
 #[test]
 fn rule_without_action_is_an_error() {
-    let e = err(
-        "[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\ncommand = \"ls\"\n",
-    );
+    let e =
+        err("[[role]]\nname = \"r\"\nmembers = [{ unix_user = \"a\" }]\n[[role.rule]]\ncommand = \"ls\"\n");
     assert!(e.contains(":4:1: this rule has no action"), "{e}");
     assert!(e.starts_with("/etc/lpexec/policy.toml:"), "{e}");
 }
@@ -139,16 +126,11 @@ fn bad_mask_regex_is_an_error() {
 fn unknown_issuer_is_an_error() {
     let e = err("[[role]]\nname = \"r\"\nmembers = [{ issuer = \"nope\", groups = [\"x\"] }]\n");
     assert!(
-        e.contains(
-            ":3:12: unknown issuer \"nope\" (configured in lpexec.toml [[issuer]]: corp, github)"
-        ),
+        e.contains(":3:12: unknown issuer \"nope\" (configured in lpexec.toml [[issuer]]: corp, github)"),
         "{e}"
     );
     let e = Policy::parse(
-        &[(
-            PathBuf::from("/p.toml"),
-            "[[role]]\nname = \"r\"\nmembers = [{ issuer = \"corp\" }]\n".into(),
-        )],
+        &[(PathBuf::from("/p.toml"), "[[role]]\nname = \"r\"\nmembers = [{ issuer = \"corp\" }]\n".into())],
         &[],
     )
     .unwrap_err()
@@ -172,10 +154,7 @@ fn dangerous_env_keep_is_an_error() {
         let e = err(&format!(
             "[[role]]\nname = \"r\"\nmembers = [{{ unix_user = \"a\" }}]\nenv_keep = [\"{var}\"]\n"
         ));
-        assert!(
-            e.contains(&format!(":4:13: env_keep entry \"{var}\" is dangerous")),
-            "{e}"
-        );
+        assert!(e.contains(&format!(":4:13: env_keep entry \"{var}\" is dangerous")), "{e}");
     }
 }
 
@@ -185,10 +164,7 @@ fn duplicate_role_names_across_files_are_an_error() {
     let e = Policy::parse(
         &[
             (PathBuf::from("/etc/lpexec/policy.toml"), role.into()),
-            (
-                PathBuf::from("/etc/lpexec/policy.d/10-ops.toml"),
-                format!("\n\n{role}"),
-            ),
+            (PathBuf::from("/etc/lpexec/policy.d/10-ops.toml"), format!("\n\n{role}")),
         ],
         &[],
     )
@@ -235,9 +211,7 @@ fn args_and_args_regex_exclude_each_other() {
 #[test]
 fn regexes_compile_lazily_and_anchor_to_the_whole_string() {
     let p = parse(SPEC_EXAMPLE).unwrap();
-    let ArgsSpec::Regex(r) = &p.roles[0].rules[1].args else {
-        panic!()
-    };
+    let ArgsSpec::Regex(r) = &p.roles[0].rules[1].args else { panic!() };
     let re = r.regex().unwrap();
     assert!(re.is_match("test"));
     assert!(re.is_match("run build --prod"));
@@ -251,4 +225,50 @@ fn defaults() {
     assert_eq!(p.roles[0].run_as, vec!["root".to_string()]);
     assert!(p.roles[0].record);
     assert_eq!(p.roles[0].default_target(), "root");
+}
+
+fn args_regex(src: &str) -> ArgsRegex {
+    ArgsRegex::new(src.to_string()).unwrap()
+}
+
+#[test]
+fn prefix_prefilter_examples() {
+    let r = args_regex("^(test|run build)( .*)?$");
+    assert!(r.may_match("test"));
+    assert!(r.may_match("run build --x"));
+    assert!(!r.may_match("publish"));
+    assert!(args_regex(".*").may_match("anything"));
+    assert!(args_regex("(a|)b").may_match("b"));
+    assert!(args_regex("(?i)publish").may_match("PUBLISH"));
+}
+
+mod prefilter_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-c]{1,3}",
+            Just(".*".to_string()),
+            Just("[ab]".to_string()),
+            Just("( .*)?".to_string()),
+            Just("(?i)a".to_string()),
+            Just("x?".to_string()),
+            Just("^".to_string()),
+            Just("\\d+".to_string()),
+            ("[a-c]{1,2}", "[a-c]{0,2}").prop_map(|(a, b)| format!("({a}|{b})")),
+        ]
+    }
+
+    proptest! {
+        /// The prefilter never rejects a string the pattern matches.
+        #[test]
+        fn prefilter_is_sound(pieces in proptest::collection::vec(piece(), 1..5), s in "[abcxAB 0-9]{0,8}") {
+            let src: String = pieces.concat();
+            let r = args_regex(&src);
+            if r.regex().unwrap().is_match(&s) {
+                prop_assert!(r.may_match(&s), "pattern {src:?} matches {s:?} but the prefilter said no");
+            }
+        }
+    }
 }
