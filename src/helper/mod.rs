@@ -306,6 +306,14 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
             (Some(at), None) => {
                 eprintln_safe!("lpexec: {} is denied by policy ({at})", ctx.command)
             }
+            _ if d.target.is_none()
+                || matches!(
+                    d.reason,
+                    Some(policy::DenyReason::NoRole | policy::DenyReason::NotInRole(_))
+                ) =>
+            {
+                eprintln_safe!("lpexec: {} may not run {}: {why}", ctx.caller, ctx.command)
+            }
             _ => eprintln_safe!("lpexec: {} may not run {} as {target_name}: {why}", ctx.caller, ctx.command),
         }
         eprintln_safe!("see what you may run with: lpexec list");
