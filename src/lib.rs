@@ -12,5 +12,6 @@ pub mod exec;
 pub mod front;
 pub mod helper;
 pub mod policy;
+pub mod record;
 #[allow(unsafe_code)]
 pub mod system;

@@ -2,6 +2,7 @@
 //! needs, starts the helper with the request on descriptor 3, and passes its exit status on.
 //! It never decides anything; the helper decides.
 
+mod audit;
 mod check;
 pub mod cli;
 mod run;
@@ -44,6 +45,11 @@ fn dispatch(cli: Cli) -> i32 {
             Err(msg) => fail(&msg),
         },
         Some(Verb::Check(a)) => check::run(&a),
+        Some(Verb::Sessions(a)) => audit::sessions(&a),
+        Some(Verb::Replay { session, speed, idle_limit, print }) => {
+            audit::replay(&session, speed, idle_limit, print)
+        }
+        Some(Verb::Verify { session }) => audit::verify(&session),
         Some(v) => fail(&format!("`{}` is not available in this build", verb_name(&v))),
         None if cli.list => run::query(Mode::List, Vec::new(), None, cli.role),
         None if cli.command.is_empty() => {

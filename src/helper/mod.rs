@@ -10,6 +10,7 @@ mod env;
 mod explain;
 pub mod load;
 pub mod log;
+mod recording;
 pub mod request;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
-use crate::common::config::Config;
+use crate::common::config::{Config, OnError};
 use crate::common::identity::Identity;
 use crate::common::{duration, quote, session};
 use crate::exec::{self, Outcome};
@@ -325,6 +326,19 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         return REFUSED;
     };
     let role = rule.role;
+    // The role's secrets are masked wherever lpexec writes the session down: the recording
+    // (header and output) and the syslog COMMAND.
+    let masks = match role.mask.is_empty() {
+        true => None,
+        false => match crate::record::mask::MaskSet::new(&role.mask) {
+            Ok(m) => Some(m),
+            Err(e) => return ctx.refuse(&format!("role {}: {e}", role.name), None),
+        },
+    };
+    if let Some(m) = &masks {
+        ctx.command = m.mask_text(&ctx.command);
+        fields = ctx.fields(&role_name, &id_display, &target_name);
+    }
     let started = std::time::SystemTime::now();
     let sid = session::new_id(started);
     fields.push(("DECISION", "allow".into()));
@@ -341,16 +355,78 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         Err(e) => return ctx.refuse(&e, None),
     };
     let base = ctx.fields(&role_name, &id_display, &target_name);
+
+    // The recording (SPEC §8): masked before it reaches disk, sealed at the end.
+    let info = exec::probe();
+    let cwd = ctx.pwd.clone();
+    let command_line = ctx.command.clone();
+    let command_path = r.command.display().to_string();
+    let about = recording::About {
+        session: &sid,
+        identity: r.identity,
+        role,
+        target: &account,
+        cwd: &cwd,
+        command: &command_line,
+        command_path: &command_path,
+        argv: &r.req.argv,
+        reason: r.req.reason.as_deref(),
+        caller_env: r.caller_env,
+        info: &info,
+        started,
+    };
+    let mut active = None;
+    let mut record_error = None;
+    if role.record {
+        match recording::start(&about, r.cfg, masks.as_ref()) {
+            Ok(a) => active = Some(a),
+            Err(e) if r.cfg.recording.on_error == OnError::Deny => {
+                return ctx.refuse(
+                    &format!("this session cannot be recorded, so it is not run (on_error = \"deny\"): {e}"),
+                    Some("an administrator must fix the recordings directory; nothing was run"),
+                );
+            }
+            Err(e) => {
+                eprintln_safe!(
+                    "lpexec: warning: this session is NOT recorded (on_error = \"continue\"): {e}"
+                );
+                let mut f = base.clone();
+                f.extend([
+                    ("SESSION", sid.clone()),
+                    ("EVENT", "recording-failed".into()),
+                    ("WHY", e.clone()),
+                ]);
+                ctx.log.send(Level::Alert, &log::line(&ctx.caller, &f));
+                record_error = Some(e);
+            }
+        }
+    }
+
     let mut start = base.clone();
     start.extend([("SESSION", sid.clone()), ("EVENT", "start".into())]);
+    if let Some(a) = &active {
+        start.push(("RECORDING", a.recorder.path().display().to_string()));
+    }
     ctx.log.send(Level::Notice, &log::line(&ctx.caller, &start));
 
     let t0 = Instant::now();
-    let outcome = exec::run(&cmd, false, &mut exec::PassThrough);
+    let interpose = active.is_some() || (role.mask_live && masks.is_some());
+    let outcome = match (&mut active, &masks) {
+        (Some(a), _) => exec::run(&cmd, interpose, &mut a.recorder),
+        (None, Some(m)) if role.mask_live => {
+            exec::run(&cmd, interpose, &mut crate::record::recorder::LiveMask::new(m))
+        }
+        _ => exec::run(&cmd, interpose, &mut exec::PassThrough),
+    };
     let elapsed = t0.elapsed();
 
     let mut end = base;
     end.extend([("SESSION", sid), ("EVENT", "end".into())]);
+    let (exit_code, signal) = match &outcome {
+        Ok(Outcome::Signaled(s)) => (None, Some(s.as_str().to_string())),
+        Ok(o) => (Some(o.exit_code()), None),
+        Err(_) => (Some(125), None),
+    };
     let exit = match outcome {
         Ok(Outcome::Exited(c)) => {
             end.push(("EXIT", c.to_string()));
@@ -375,7 +451,30 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         }
     };
     end.push(("DURATION", duration::human(elapsed)));
-    ctx.log.send(Level::Notice, &log::line(&ctx.caller, &end));
+    let mut level = Level::Notice;
+    match active {
+        Some(a) => {
+            let failed = a.recorder.error().map(str::to_string);
+            let path = a.recorder.path();
+            match a.recorder.seal(&a.key, exit_code, signal) {
+                Ok((path, sha)) => {
+                    end.push(("RECORDING", path.display().to_string()));
+                    end.push(("SHA256", sha));
+                }
+                Err(e) => {
+                    level = Level::Alert;
+                    end.push(("RECORDING", path.display().to_string()));
+                    end.push(("RECORDING_ERROR", failed.unwrap_or(e)));
+                }
+            }
+        }
+        None if role.record => {
+            level = Level::Alert;
+            end.push(("RECORDING_ERROR", record_error.unwrap_or_default()));
+        }
+        None => end.push(("RECORDING", "off".into())),
+    }
+    ctx.log.send(level, &log::line(&ctx.caller, &end));
     exit
 }
 

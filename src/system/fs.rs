@@ -204,6 +204,85 @@ pub fn secure_mkdir_p(path: &Path, mode: DirMode) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// Creates `name` in the trusted directory `dir`: exclusively (never an existing file),
+/// never through a symlink, owned by root and `gid`, with `mode` (set explicitly, whatever the
+/// umask).
+pub fn create_new(
+    dir: &OwnedFd,
+    name: &str,
+    mode: u32,
+    gid: Option<u32>,
+    shown: &Path,
+) -> Result<File, String> {
+    let fd = openat(
+        dir.as_fd(),
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )
+    .map_err(|e| format!("cannot create {}: {}", shown.display(), e.desc()))?;
+    fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid.unwrap_or(0))))
+        .map_err(|e| format!("cannot chown {}: {}", shown.display(), e.desc()))?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))
+        .map_err(|e| format!("cannot chmod {}: {}", shown.display(), e.desc()))?;
+    Ok(File::from(fd))
+}
+
+/// Replaces `name` in the trusted directory `dir` with `bytes`, atomically (a temporary file
+/// renamed over it).
+pub fn replace_file(
+    dir: &OwnedFd,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+    shown: &Path,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut r = [0u8; 6];
+    let _ = getrandom::fill(&mut r);
+    let tmp = format!(".{name}.{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut f = create_new(dir, &tmp, mode, gid, shown)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    let renamed = written.map_err(|e| e.to_string()).and_then(|()| {
+        nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(|e| e.desc().to_string())
+    });
+    if let Err(e) = renamed {
+        let _ = nix::unistd::unlinkat(dir.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        return Err(format!("cannot write {}: {e}", shown.display()));
+    }
+    Ok(())
+}
+
+/// Reads `name` from the trusted directory `dir` (no symlinks; must be a root-owned regular file
+/// not writable by others). `Ok(None)` if absent.
+pub fn read_in(dir: &OwnedFd, name: &str, limit: u64, shown: &Path) -> Result<Option<Vec<u8>>, String> {
+    let fd = match openat(
+        dir.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(describe_open_error(e, shown)),
+    };
+    let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+    if !is_kind(&st, SFlag::S_IFREG) {
+        return Err(format!("{} is not a regular file", shown.display()));
+    }
+    check_trusted(&st, shown, None)?;
+    let mut buf = Vec::new();
+    File::from(fd)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+    if buf.len() as u64 > limit {
+        return Err(format!("{} is larger than {limit} bytes", shown.display()));
+    }
+    Ok(Some(buf))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -178,6 +178,11 @@ fn syslog_has_decision_start_and_end_lines() {
     assert!(start.contains(&cmd));
     let end = sb.expect_syslog(&["EVENT=end", &session]);
     assert!(end.contains("EXIT=3 ; DURATION="), "{end}");
+    assert!(
+        end.contains("RECORDING=/var/log/lpexec/sessions/")
+            && end.contains(&format!("{session}.cast ; SHA256=")),
+        "{end}"
+    );
     // authpriv.notice: <85>
     assert!(decision.starts_with("<85>"), "{decision}");
 }

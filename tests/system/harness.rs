@@ -145,6 +145,7 @@ pub struct Sandbox {
     sock: UnixDatagram,
     lines: std::cell::RefCell<Vec<String>>,
     pub bin: PathBuf,
+    tmpfs: std::cell::Cell<bool>,
 }
 
 impl Sandbox {
@@ -162,7 +163,17 @@ impl Sandbox {
         let sock = UnixDatagram::bind(&sock_path).unwrap();
         sock.set_nonblocking(true).unwrap();
         std::fs::set_permissions(&sock_path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        Sandbox { dir, etc, state, log, sock_path, sock, lines: Default::default(), bin: f.bin.clone() }
+        Sandbox {
+            dir,
+            etc,
+            state,
+            log,
+            sock_path,
+            sock,
+            lines: Default::default(),
+            bin: f.bin.clone(),
+            tmpfs: false.into(),
+        }
     }
 
     /// Writes a file under the sandbox's /etc/lpexec (root-owned, 0644).
@@ -220,6 +231,23 @@ impl Sandbox {
         c
     }
 
+    /// Puts the sandbox's /var/log/lpexec on a tmpfs of `size` (e.g. "1m"), to fill it up.
+    pub fn log_on_tmpfs(&self, size: &str) {
+        must(&format!("mount -t tmpfs -o size={size},mode=0755 lpexec-test '{}'", self.log.display()));
+        self.tmpfs.set(true);
+    }
+
+    /// The recordings under this sandbox's /var/log/lpexec/sessions, oldest first.
+    pub fn recordings(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .files_under(&self.log.join("sessions"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "cast"))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Runs `lpexec ARGS` as `user` without a terminal (stdin empty).
     pub fn lp(&self, user: &str, args: &[&str]) -> Out {
         self.lp_env(user, &[], args)
@@ -230,6 +258,20 @@ impl Sandbox {
         let mut argv = vec![lp.as_str()];
         argv.extend_from_slice(args);
         self.run(user, env, &argv)
+    }
+
+    /// Runs `lpexec ARGS` as `user` and returns the raw bytes of stdout (large outputs).
+    pub fn lp_raw(&self, user: &str, args: &[&str]) -> (std::process::ExitStatus, Vec<u8>) {
+        let lp = self.lpexec();
+        let mut argv = vec![lp.as_str()];
+        argv.extend_from_slice(args);
+        let o = self
+            .command(user, &[], &argv)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("spawn");
+        (o.status, o.stdout)
     }
 
     /// Runs any program as `user` in the sandbox.
@@ -323,6 +365,9 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.tmpfs.get() {
+            let _ = Command::new("umount").arg(&self.log).status();
+        }
         if std::env::var_os("LPEXEC_KEEP_TEST").is_none() && !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -393,6 +438,11 @@ impl Pty {
         self.expect_n(needle, 1, Duration::from_secs(10));
     }
 
+    /// The pid of the process started on the terminal (for `lpexec ...`, the front end).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Changes the terminal's size (the kernel signals its foreground group).
     pub fn resize(&self, rows: u16, cols: u16) {
         must(&format!("stty -F {} rows {rows} cols {cols}", self.slave_path.display()));
@@ -448,4 +498,41 @@ pub fn dev_policy(rules: &str) -> String {
 /// `[[role.rule]]` allowing a command.
 pub fn allow(cmd: &str) -> String {
     format!("  [[role.rule]]\n  action = \"allow\"\n  command = \"{cmd}\"\n")
+}
+
+/// The direct children of a process.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Every descendant of a process.
+pub fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        for c in children_of(p) {
+            out.push(c);
+            stack.push(c);
+        }
+    }
+    out
+}
+
+/// Runs a command in a pseudo-terminal (asciinema insists on one) and returns its output.
+pub fn on_a_terminal(cmd: &str) -> (bool, String) {
+    let o = Command::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n"))
+}
+
+/// Runs a shell command as root, asserting success.
+pub fn must_sh(cmd: &str) {
+    must(cmd);
 }

@@ -6,4 +6,5 @@ mod attacks;
 mod cli;
 mod core;
 mod harness;
+mod record;
 mod terminal;
