@@ -8,7 +8,8 @@ command in a terminal. What arrives is therefore the file with every "\n" turned
 Rounds are interleaved (A B C D, A B C D, ...) so machine noise spreads over all contenders.
 
 Usage: driver.py SPEC.json
-  SPEC: {"mode": "latency"|"throughput", "rounds": N, "baseline": NAME, "versus": NAME,
+  SPEC: {"mode": "latency"|"throughput"|"keystroke", "rounds": N, "baseline": NAME,
+         "versus": NAME or [NAMES],
          "file": PATH (throughput), "contenders": [{"name": ..., "argv": [...], "env": {...}}],
          "rss": {"name": ..., "argv": [...], "fd3": "request json"} (optional)}
 """
@@ -16,6 +17,7 @@ Usage: driver.py SPEC.json
 import hashlib
 import json
 import os
+import select
 import statistics
 import sys
 import time
@@ -83,8 +85,65 @@ def terminal_sha256(path):
             h.update(b)
 
 
+def keystroke(spec):
+    """Round trip of one key: through the relay, echoed by the command's terminal, back."""
+    cs, rounds = spec["contenders"], spec["rounds"]
+    live = []
+    for c in cs:
+        env = dict(os.environ)
+        env.update(c.get("env", {}))
+        pid, m = spawn_on_pty(c["argv"], env)
+        live.append((c["name"], pid, m))
+    time.sleep(1.5)
+    for _, _, m in live:  # whatever the start printed
+        os.set_blocking(m, False)
+        try:
+            while os.read(m, 1 << 16):
+                pass
+        except OSError:
+            pass
+        os.set_blocking(m, True)
+    rtt = {name: [] for name, _, _ in live}
+    for _ in range(rounds):
+        for name, _, m in live:
+            t0 = time.perf_counter()
+            os.write(m, b"x")
+            got = b""
+            while b"x" not in got:
+                r, _, _ = select.select([m], [], [], 2.0)
+                if not r:
+                    sys.exit(f"{name}: no echo within 2 s")
+                got += os.read(m, 4096)
+            rtt[name].append(time.perf_counter() - t0)
+    for name, pid, m in live:
+        os.write(m, b"\r\x04")
+        while True:
+            try:
+                if not os.read(m, 1 << 16):
+                    break
+            except OSError:
+                break
+        os.waitpid(pid, 0)
+        os.close(m)
+    med = {k: statistics.median(v) for k, v in rtt.items()}
+    base = spec.get("baseline")
+    versus = spec.get("versus")
+    print(f"keystroke round trip: {rounds} keys per contender, interleaved")
+    for name, _, _ in live:
+        line = f"  {name:<32} median {med[name]*1e6:8.1f} us"
+        if base and name != base:
+            added = med[name] - med[base]
+            line += f"  added {added*1e6:7.1f} us"
+            if versus and name != versus:
+                vadded = med[versus] - med[base]
+                line += f"  ({added/vadded:4.2f}x the latency {versus} adds)" if vadded > 0 else ""
+        print(line)
+
+
 def main():
     spec = json.load(open(sys.argv[1]))
+    if spec["mode"] == "keystroke":
+        return keystroke(spec)
     mode, rounds, cs = spec["mode"], spec["rounds"], spec["contenders"]
     times = {c["name"]: [] for c in cs}
     lost = {c["name"]: 0 for c in cs}
@@ -108,25 +167,30 @@ def main():
         for c in cs:  # one untimed run each: the exact content arrived
             _, n, digest, _, _ = run_once(c, True)
             bad_hash[c["name"]] += digest != want or n != size
-    base, versus = spec.get("baseline"), spec.get("versus")
+    base = spec.get("baseline")
+    versus = spec.get("versus") or []
+    if isinstance(versus, str):
+        versus = [versus]
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{mode}: {rounds} interleaved rounds, each run on its own terminal")
     for c in cs:
         k = c["name"]
-        line = f"  {k:<28}"
+        line = f"  {k:<32}"
         if mode == "latency":
             line += f" median {med[k]*1e3:8.3f} ms"
             if base:
                 line += f"  {med[k]/med[base]:6.2f}x {base}"
-            if versus and k != versus:
-                line += f"  {med[k]/med[versus]:5.2f}x {versus}"
+            for v in versus:
+                if k != v:
+                    line += f"  {med[k]/med[v]:5.2f}x {v}"
         else:
             mibs = size / med[k] / (1 << 20)
             line += f" median {mibs:8.1f} MiB/s"
-            if versus and k != versus:
-                vs = size / med[versus] / (1 << 20)
-                line += f"  {mibs/vs:5.2f}x {versus}"
-            line += f"  lost {lost[k]} bytes" + ("" if not bad_hash[k] else f"  CONTENT DIFFERS")
+            for v in versus:
+                if k != v:
+                    vs = size / med[v] / (1 << 20)
+                    line += f"  {mibs/vs:5.2f}x {v}"
+            line += f"  lost {lost[k]} bytes" + ("" if not bad_hash[k] else "  CONTENT DIFFERS")
         if fails[k]:
             line += f"  ({fails[k]} failed runs)"
         print(line)

@@ -75,7 +75,7 @@ pub(super) fn run(cmd: &Command, interpose: bool, observer: &mut dyn Observer) -
     let mut show = Vec::with_capacity(CHUNK);
     let mut outcome: Option<Outcome> = None;
     let mut drain: Option<Drain> = None;
-    let mut stopping = false;
+    let mut stopping: Option<Instant> = None;
     loop {
         if outcome.is_some() {
             let all_closed = sources.iter().all(|s| !s.open);
@@ -83,7 +83,10 @@ pub(super) fn run(cmd: &Command, interpose: bool, observer: &mut dyn Observer) -
                 break;
             }
         }
-        let timeout = next_timeout(observer, drain.as_ref().map(Drain::deadline));
+        let timeout = match stopping {
+            Some(_) if outcome.is_none() => PollTimeout::from(100u16),
+            _ => next_timeout(observer, drain.as_ref().map(Drain::deadline)),
+        };
         let mut fds: Vec<PollFd<'_>> = vec![PollFd::new(sigq.as_fd(), PollFlags::POLLIN)];
         let idx: Vec<usize> = (0..sources.len()).filter(|&i| sources[i].open).collect();
         for &i in &idx {
@@ -125,13 +128,20 @@ pub(super) fn run(cmd: &Command, interpose: bool, observer: &mut dyn Observer) -
                 observer.tick(&mut |s, b| write_stream(s, b));
             }
         }
-        if !stopping {
-            if let Some(reason) = observer.stop_reason() {
-                crate::eprintln_safe!("lpexec: {reason}: stopping the command");
-                let _ = process::signal_process(pid, Signal::SIGTERM);
-                let _ = process::signal_process(pid, Signal::SIGCONT);
-                stopping = true;
+        match stopping {
+            None => {
+                if let Some(reason) = observer.stop_reason() {
+                    crate::eprintln_safe!("lpexec: {reason}: stopping the command");
+                    let _ = process::signal_process(pid, Signal::SIGTERM);
+                    let _ = process::signal_process(pid, Signal::SIGCONT);
+                    stopping = Some(Instant::now());
+                }
             }
+            // A command that ignores SIGTERM is killed: it may not run on unrecorded.
+            Some(t) if outcome.is_none() && t.elapsed() > std::time::Duration::from_secs(3) => {
+                let _ = process::signal_process(pid, Signal::SIGKILL);
+            }
+            Some(_) => {}
         }
 
         if ready[0] {

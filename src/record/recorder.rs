@@ -110,10 +110,27 @@ pub struct Recorder<'m> {
     in_bytes: u64,
     events: u64,
     line: Vec<u8>,
-    text: String,
     scratch: Vec<u8>,
     /// The terminal size last recorded (header or `r` event).
     size_wh: (u16, u16),
+    /// Output waiting to become one event: consecutive output of one stream within
+    /// [`COALESCE`] (or up to [`COALESCE_MAX`]) is one line, not one per read.
+    pend: Pending,
+}
+
+/// How long output may wait to be written as one event (the recording lags the caller's view
+/// by at most this; a killed helper loses at most this much of the recording).
+pub const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+/// Largest event.
+pub const COALESCE_MAX: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Pending {
+    code: &'static str,
+    stream: usize,
+    text: String,
+    since: Option<Instant>,
+    time: f64,
 }
 
 /// Settings of one recording.
@@ -152,9 +169,9 @@ impl<'m> Recorder<'m> {
             in_bytes: 0,
             events: 0,
             line: Vec::with_capacity(96 * 1024),
-            text: String::with_capacity(80 * 1024),
             scratch: Vec::with_capacity(80 * 1024),
             size_wh: (header.width, header.height),
+            pend: Pending::default(),
         };
         let mut line = serde_json::to_vec(header).map_err(|e| e.to_string())?;
         line.push(b'\n');
@@ -207,22 +224,45 @@ impl<'m> Recorder<'m> {
         self.file = None;
     }
 
-    fn event(&mut self, code: &str, stream: usize, bytes: &[u8]) {
+    fn event(&mut self, code: &'static str, stream: usize, bytes: &[u8]) {
         if self.file.is_none() || bytes.is_empty() {
             return;
         }
-        self.text.clear();
-        self.decoders[stream].decode(bytes, &mut self.text);
-        if self.text.is_empty() {
+        if self.pend.since.is_some() && (self.pend.code != code || self.pend.stream != stream) {
+            self.flush_pending();
+        }
+        self.decoders[stream].decode(bytes, &mut self.pend.text);
+        if self.pend.text.is_empty() {
             return;
         }
-        let t = self.start.elapsed().as_secs_f64();
+        if self.pend.since.is_none() {
+            self.pend.since = Some(Instant::now());
+            self.pend.time = self.start.elapsed().as_secs_f64();
+            self.pend.code = code;
+            self.pend.stream = stream;
+        }
+        if self.pend.text.len() >= COALESCE_MAX {
+            self.flush_pending();
+        }
+    }
+
+    /// Writes the waiting output as one event line.
+    fn flush_pending(&mut self) {
+        if self.pend.since.take().is_none() || self.pend.text.is_empty() {
+            self.pend.text.clear();
+            return;
+        }
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        asciicast::event_line(&mut line, t, code, &self.text);
+        asciicast::event_line(&mut line, self.pend.time, self.pend.code, &self.pend.text);
+        self.pend.text.clear();
         self.write_line(&line);
         self.line = line;
         self.events += 1;
+    }
+
+    fn pending_due(&self) -> Option<Instant> {
+        self.pend.since.map(|t| t + COALESCE)
     }
 
     /// Output already masked (or not to be masked) goes to the file.
@@ -335,6 +375,7 @@ impl Observer for Recorder<'_> {
 
     fn resize(&mut self, cols: u16, rows: u16) {
         if self.file.is_some() && (cols, rows) != self.size_wh {
+            self.flush_pending();
             self.size_wh = (cols, rows);
             let t = self.start.elapsed().as_secs_f64();
             let mut line = Vec::new();
@@ -345,12 +386,19 @@ impl Observer for Recorder<'_> {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.live.as_ref()?.deadline()
+        let live = self.live.as_ref().and_then(|l| l.deadline());
+        match (live, self.pending_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn tick(&mut self, show: &mut dyn FnMut(Stream, &[u8])) {
         if let Some(l) = self.live.as_mut() {
             l.tick(show);
+        }
+        if self.pending_due().is_some_and(|d| Instant::now() >= d) {
+            self.flush_pending();
         }
     }
 
@@ -360,16 +408,18 @@ impl Observer for Recorder<'_> {
         }
         self.flush_maskers();
         for i in 0..STREAMS {
-            self.text.clear();
-            self.decoders[i].finish(&mut self.text);
-            if !self.text.is_empty() && self.file.is_some() {
+            let mut tail = String::new();
+            self.decoders[i].finish(&mut tail);
+            if !tail.is_empty() && self.file.is_some() {
+                self.flush_pending();
                 let t = self.start.elapsed().as_secs_f64();
                 let mut line = Vec::new();
-                asciicast::event_line(&mut line, t, if i == 3 { "i" } else { "o" }, &self.text);
+                asciicast::event_line(&mut line, t, if i == 3 { "i" } else { "o" }, &tail);
                 self.write_line(&line);
                 self.events += 1;
             }
         }
+        self.flush_pending();
     }
 
     fn stop_reason(&mut self) -> Option<String> {

@@ -372,3 +372,21 @@ fn two_hundred_mib_through_the_recorder_loses_no_byte() {
         size / want.len() as f64
     );
 }
+
+#[test]
+fn replay_on_a_terminal_can_be_stopped_and_restores_the_terminal() {
+    let sb = sandbox("rec-replay-tty", "", &["sh"]);
+    sb.lp(ALICE, &["sh", "-c", "echo first; sleep 3; echo second"]).assert_code(0);
+    let id = sb.recordings()[0].file_stem().unwrap().to_str().unwrap().to_string();
+    let lp = sb.lpexec();
+    let mut t =
+        sb.pty("root", &[("PS1", "PROMPT$ "), ("LP", &lp)], &["/bin/bash", "--norc", "--noprofile", "-i"]);
+    t.expect("PROMPT$ ");
+    t.send(&format!("a=$(stty -g); $LP replay {id}; echo rc=$?\n"));
+    t.expect("first");
+    t.send("q");
+    t.expect("rc=130");
+    assert!(!t.text().contains("second"), "replay did not stop: {}", t.text());
+    t.send("b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME\n");
+    t.expect("SAME");
+}
