@@ -22,7 +22,13 @@ executed; 127 when it was not found.";
     name = "lpexec",
     version,
     about = "Run a command as another user, checked against exact per-role rules, approved when risky, and recorded",
-    long_about = None,
+    long_about = "Runs COMMAND as another user (by default the first run_as user of the role written for \
+it, usually root) when the policy in /etc/lpexec allows it. The caller is identified by their \
+Unix account and, where the policy asks for it, by an OIDC identity; risky commands need \
+another person's approval first. The command runs on its own terminal with a clean \
+environment, and the session is recorded and logged to syslog.\n\n\
+Use `lpexec list` to see what you may run and `lpexec explain -- COMMAND` to see why a \
+command is allowed or not.",
     after_help = AFTER_HELP,
     args_conflicts_with_subcommands = true,
     disable_help_subcommand = true,
