@@ -95,12 +95,14 @@ pub(super) fn run(
         Forked::Child => {
             drop(chan);
             drop(sigq);
-            drop(tty);
             drop(pty.master);
             let slave = pty.slave;
             let (out_w, err_w) =
                 (out_pipe.map(|(r, w)| (drop(r), w).1), err_pipe.map(|(r, w)| (drop(r), w).1));
-            monitor(cmd, slave, [stdin_tty, stdout_tty, stderr_tty], out_w, err_w, theirs)
+            // The monitor keeps the caller's terminal and its original mode, to put it back if
+            // the helper is killed while the terminal is raw.
+            let restore = attrs.clone().map(|a| (tty, a));
+            monitor(cmd, slave, [stdin_tty, stdout_tty, stderr_tty], out_w, err_w, theirs, restore)
         }
         Forked::Parent(pid) => pid,
     };
@@ -463,8 +465,9 @@ fn monitor(
     out_w: Option<OwnedFd>,
     err_w: Option<OwnedFd>,
     chan: Channel,
+    restore: Option<(OwnedFd, Termios)>,
 ) -> ! {
-    monitor_inner(cmd, slave, ttys, out_w, err_w, &chan);
+    monitor_inner(cmd, slave, ttys, out_w, err_w, &chan, restore.as_ref());
     process::exit_now(0)
 }
 
@@ -477,6 +480,7 @@ fn monitor_inner(
     out_w: Option<OwnedFd>,
     err_w: Option<OwnedFd>,
     chan: &Channel,
+    restore: Option<&(OwnedFd, Termios)>,
 ) {
     let _ = process::become_fully_root();
     let setup = process::new_session()
@@ -570,7 +574,11 @@ fn monitor_inner(
                 Ok(Some(_)) | Err(Errno::EAGAIN) => {}
                 Ok(None) | Err(_) => {
                     // The helper is gone (killed): nothing relays or records this session any
-                    // more, so the command must not go on running.
+                    // more, so the command must not go on running, and the caller must not be
+                    // left with a raw terminal.
+                    if let Some((tty, attrs)) = restore {
+                        let _ = term::set_attrs(tty.as_fd(), attrs);
+                    }
                     end_orphaned(pid, &mut sigq);
                     return;
                 }

@@ -94,9 +94,16 @@ pub fn query(mode: Mode, argv: Vec<String>, user: Option<String>, role: Option<S
 
 /// `lpexec COMMAND...`: run it, then exit the way it did.
 pub fn run(argv: Vec<String>, user: Option<String>, role: Option<String>, reason: Option<String>) -> i32 {
+    // If the helper is killed while the terminal is raw, put the terminal back.
+    let saved = crate::system::term::get_attrs(fd::stdio(0)).ok();
     match invoke(&request(Mode::Run, argv, user, role, reason)) {
         Ok(HelperResult { status: ChildState::Exited(c), .. }) => c,
-        Ok(HelperResult { status: ChildState::Signaled(s, _), .. }) => process::die_by_signal(s),
+        Ok(HelperResult { status: ChildState::Signaled(s, _), .. }) => {
+            if let Some(t) = &saved {
+                let _ = crate::system::term::set_attrs(fd::stdio(0), t);
+            }
+            process::die_by_signal(s)
+        }
         Ok(_) => 125,
         Err(e) => super::fail(&e),
     }

@@ -90,7 +90,22 @@ impl Syslog {
             process: "lpexec".into(),
             pid: std::process::id(),
         };
-        Syslog { logger: syslog::unix(formatter).ok(), warned: false }
+        let logger = syslog::unix(formatter).ok();
+        // A syslog daemon that stops reading must not stall the helper (a full datagram queue
+        // blocks the sender): each line waits at most this long, then is reported as lost.
+        if let Some(l) = &logger {
+            let timeout = Some(std::time::Duration::from_millis(100));
+            match &l.backend {
+                syslog::LoggerBackend::Unix(s) => {
+                    let _ = s.set_write_timeout(timeout);
+                }
+                syslog::LoggerBackend::UnixStream(w) => {
+                    let _ = w.get_ref().set_write_timeout(timeout);
+                }
+                _ => {}
+            }
+        }
+        Syslog { logger, warned: false }
     }
 
     pub fn send(&mut self, level: Level, msg: &str) {

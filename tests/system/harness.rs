@@ -146,6 +146,19 @@ pub struct Sandbox {
     lines: std::cell::RefCell<Vec<String>>,
     pub bin: PathBuf,
     tmpfs: std::cell::Cell<bool>,
+    syslog_mode: std::cell::Cell<SyslogMode>,
+    state_ro: std::cell::Cell<bool>,
+}
+
+/// What /dev/log is inside the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogMode {
+    /// A socket the test reads (the default).
+    Capture,
+    /// Nothing listening (an empty file where the socket should be).
+    Missing,
+    /// A socket whose queue is full and that nobody reads.
+    Stalled,
 }
 
 impl Sandbox {
@@ -173,6 +186,8 @@ impl Sandbox {
             lines: Default::default(),
             bin: f.bin.clone(),
             tmpfs: false.into(),
+            syslog_mode: SyslogMode::Capture.into(),
+            state_ro: false.into(),
         }
     }
 
@@ -206,14 +221,24 @@ impl Sandbox {
     }
 
     fn command_opts(&self, user: &str, env: &[(&str, &str)], argv: &[&str], ctty: bool) -> Command {
+        let log_target = match self.syslog_mode.get() {
+            SyslogMode::Capture => self.sock_path.clone(),
+            SyslogMode::Missing => {
+                let p = self.dir.join("no-syslog");
+                let _ = std::fs::write(&p, "");
+                p
+            }
+            SyslogMode::Stalled => self.dir.join("stalled.sock"),
+        };
         let script = format!(
             "mount --bind '{etc}' /etc/lpexec && mount --bind '{state}' /var/lib/lpexec && \
-             mount --bind '{log}' /var/log/lpexec && mount --bind '{sock}' /dev/log || exit 99; \
+             mount --bind '{log}' /var/log/lpexec && mount --bind '{sock}' /dev/log {ro}|| exit 99; \
              exec {setsid} setpriv --reuid={user} --regid={user} --init-groups -- env -i \"$@\"",
             etc = self.etc.display(),
             state = self.state.display(),
             log = self.log.display(),
-            sock = self.sock_path.display(),
+            sock = log_target.display(),
+            ro = if self.state_ro.get() { "&& mount -o remount,bind,ro /var/lib/lpexec " } else { "" },
             setsid = if ctty { "setsid -c" } else { "" },
         );
         let home = format!("HOME=/home/{user}");
@@ -229,6 +254,26 @@ impl Sandbox {
         c.args(argv);
         c.current_dir("/");
         c
+    }
+
+    /// Changes what /dev/log is for the following commands. `Stalled` creates a socket with
+    /// a full queue that is never read.
+    pub fn set_syslog(&self, mode: SyslogMode) {
+        if mode == SyslogMode::Stalled {
+            let p = self.dir.join("stalled.sock");
+            let sock = UnixDatagram::bind(&p).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+            let filler = UnixDatagram::unbound().unwrap();
+            filler.set_nonblocking(true).unwrap();
+            while filler.send_to(&[b'x'; 2048], &p).is_ok() {}
+            std::mem::forget(sock); // kept open, never read, for the life of the test process
+        }
+        self.syslog_mode.set(mode);
+    }
+
+    /// Makes /var/lib/lpexec read-only for the following commands.
+    pub fn state_readonly(&self) {
+        self.state_ro.set(true);
     }
 
     /// Puts the sandbox's /var/log/lpexec on a tmpfs of `size` (e.g. "1m"), to fill it up.

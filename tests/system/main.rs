@@ -2,7 +2,6 @@
 //! unprivileged users (see `harness`). Run as root: `cargo test --test system`.
 
 mod admin;
-mod attacks;
 mod cli;
 mod core;
 mod harness;
