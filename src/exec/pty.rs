@@ -215,6 +215,27 @@ pub(super) fn run(
         let has = |i: Option<usize>, f: PollFlags| i.is_some_and(|i| rev[i].intersects(f));
         let any = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
 
+        // Signals first: a window size change or a resume must take effect before the
+        // keystrokes that were typed after it are passed on.
+        if rev[0].intersects(any) {
+            while let Some(r) = sigq.pop() {
+                if r.pid == self_pid || r.pid == monitor_pid.as_raw() || r.pid == cmd_pid.as_raw() {
+                    continue; // our own job-control signals, or the session's own
+                }
+                match r.signal {
+                    Signal::SIGCHLD | Signal::SIGTTIN | Signal::SIGTTOU => {}
+                    Signal::SIGWINCH => {
+                        let _ = resize(&s, observer);
+                    }
+                    Signal::SIGCONT => s.resume(),
+                    sig if outcome.is_none() => {
+                        let _ = chan.send(Msg::Signal(sig));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
         // Command output from the pty.
         if has(master_i, any) {
             let mut progressed = false;
@@ -326,26 +347,6 @@ pub(super) fn run(
             }
             if outcome.is_some() {
                 drain = Some(Drain::start());
-            }
-        }
-
-        // Signals.
-        if rev[0].intersects(any) {
-            while let Some(r) = sigq.pop() {
-                if r.pid == self_pid || r.pid == monitor_pid.as_raw() || r.pid == cmd_pid.as_raw() {
-                    continue; // our own job-control signals, or the session's own
-                }
-                match r.signal {
-                    Signal::SIGCHLD | Signal::SIGTTIN | Signal::SIGTTOU => {}
-                    Signal::SIGWINCH => {
-                        let _ = resize(&s, observer);
-                    }
-                    Signal::SIGCONT => s.resume(),
-                    sig if outcome.is_none() => {
-                        let _ = chan.send(Msg::Signal(sig));
-                    }
-                    _ => {}
-                }
             }
         }
     }

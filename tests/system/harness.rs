@@ -581,3 +581,18 @@ pub fn on_a_terminal(cmd: &str) -> (bool, String) {
 pub fn must_sh(cmd: &str) {
     must(cmd);
 }
+
+/// Whether a process is gone (or a zombie).
+pub fn is_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+}
+
+/// Waits up to 10 s for every listed process to be gone; panics naming a survivor.
+#[track_caller]
+pub fn assert_all_gone(pids: &[u32], what: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while let Some(p) = pids.iter().find(|p| !is_gone(**p)) {
+        assert!(Instant::now() < until, "process {p} still runs: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -50,11 +50,12 @@ fn window_size_follows_the_caller() {
 
 #[test]
 fn ctrl_c_reaches_the_command_and_the_shell_sees_130() {
-    let sb = sandbox("ctrlc", &["sleep"]);
+    let sb = sandbox("ctrlc", &["sh"]);
     let mut t = shell(&sb);
     // (bash abandons the rest of a list whose job died of SIGINT, so ask for $? afterwards.)
-    t.send("$LP sleep 60\n");
-    std::thread::sleep(Duration::from_millis(700));
+    t.send("$LP sh -c 'echo RE\"\"ADY; exec sleep 60'\n");
+    t.expect("READY");
+    std::thread::sleep(Duration::from_millis(100));
     t.send("\x03");
     t.expect_n("PROMPT$ ", 2, Duration::from_secs(10));
     t.send("echo rc=$?\n");
@@ -65,8 +66,10 @@ fn ctrl_c_reaches_the_command_and_the_shell_sees_130() {
 fn job_control_ctrl_z_bg_and_fg() {
     let sb = sandbox("jobs", &["sh"]);
     let mut t = shell(&sb);
-    t.send("$LP sh -c 'read line; echo got:$line'\n");
-    std::thread::sleep(Duration::from_millis(700));
+    // The command says when it is reading (a sleep could lose the race on a busy machine).
+    t.send("$LP sh -c 'echo RE\"\"ADY; read line; echo got:$line'\n");
+    t.expect("READY");
+    std::thread::sleep(Duration::from_millis(100));
     t.send("\x1a");
     t.expect("Stopped");
     t.expect_n("PROMPT$ ", 2, Duration::from_secs(10));
@@ -75,7 +78,9 @@ fn job_control_ctrl_z_bg_and_fg() {
     t.expect("still-here");
     assert!(t.text().contains("Stopped"), "{}", t.text());
     t.send("fg\n");
-    std::thread::sleep(Duration::from_millis(500));
+    // bash names the job it continues; then the command owns the terminal again.
+    t.expect_n("read line; echo got", 3, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(100));
     t.send("hello\n");
     t.expect("got:hello");
     t.expect_n("PROMPT$ ", 4, Duration::from_secs(10));
@@ -87,8 +92,9 @@ fn terminal_mode_is_restored_after_the_command() {
     let mut t = shell(&sb);
     t.send("a=$(stty -g); $LP sh -c 'stty raw -echo; exit 3'; b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME1\n");
     t.expect("SAME1");
-    t.send("a=$(stty -g); $LP sleep 60\n");
-    std::thread::sleep(Duration::from_millis(700));
+    t.send("a=$(stty -g); $LP sh -c 'echo RE\"\"ADY; exec sleep 60'\n");
+    t.expect("READY");
+    std::thread::sleep(Duration::from_millis(100));
     t.send("\x03");
     t.expect_n("PROMPT$ ", 3, Duration::from_secs(10));
     t.send("b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME2\n");
