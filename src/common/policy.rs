@@ -146,7 +146,7 @@ pub struct ArgsRegex {
 }
 
 impl ArgsRegex {
-    fn new(source: String) -> Result<ArgsRegex, String> {
+    pub fn new(source: String) -> Result<ArgsRegex, String> {
         use regex_syntax::hir::literal::{ExtractKind, Extractor};
         let hir = regex_syntax::Parser::new().parse(&source).map_err(|e| first_line(&e.to_string()))?;
         let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
