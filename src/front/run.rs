@@ -80,7 +80,7 @@ fn request(
     role: Option<String>,
     reason: Option<String>,
 ) -> Request {
-    Request { version: VERSION, mode, argv, user, role, reason }
+    Request { version: VERSION, mode, argv, user, role, reason, id_tokens: Vec::new() }
 }
 
 /// `lpexec list` and `lpexec explain`: the helper prints; its status is ours.

@@ -204,6 +204,100 @@ pub fn secure_mkdir_p(path: &Path, mode: DirMode) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
+/// A root-owned directory of the helper's own state files (`/var/lib/lpexec/jwks`, ...),
+/// opened once through [`secure_mkdir_p`]; every file in it is read and written relative to
+/// that descriptor, with no-follow, and written atomically (temporary file, `fsync`, rename).
+pub struct StateDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+/// State file names are plain names chosen by lpexec (never a path from input).
+fn state_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
+        return Err(format!("invalid state file name {name:?}"));
+    }
+    Ok(name)
+}
+
+impl StateDir {
+    /// Opens (creating if needed, root-owned 0700) a state directory.
+    pub fn open(path: &Path) -> Result<StateDir, String> {
+        let fd = secure_mkdir_p(path, DirMode { gid: None, mode: 0o700 })?;
+        Ok(StateDir { fd, path: path.to_path_buf() })
+    }
+
+    /// Reads a state file of at most `limit` bytes. `Ok(None)` when it does not exist; an
+    /// error when it is not a root-owned regular file that only root may write.
+    pub fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+        let shown = self.path.join(state_name(name)?);
+        let fd = match open_child(&self.fd, name.as_ref(), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, &shown) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(describe_open_error(e, &shown)),
+        };
+        let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+        if !is_kind(&st, SFlag::S_IFREG) {
+            return Err(format!("{} is not a regular file", shown.display()));
+        }
+        check_trusted(&st, &shown, None)?;
+        let mut buf = Vec::new();
+        File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+        if buf.len() as u64 > limit {
+            return Err(format!("{} is larger than {limit} bytes", shown.display()));
+        }
+        Ok(Some(buf))
+    }
+
+    fn create(&self, name: &str, shown: &Path) -> Result<OwnedFd, Errno> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(self.fd.as_fd(), name, flags, Mode::from_bits_truncate(0o600))?;
+        // Created with the helper's effective uid (root) but its real gid: make it root's.
+        if let Err(e) = fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0))) {
+            let _ = nix::unistd::unlinkat(self.fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = shown;
+            return Err(e);
+        }
+        Ok(fd)
+    }
+
+    fn write_fd(fd: &OwnedFd, data: &[u8]) -> Result<(), Errno> {
+        super::fd::write_all(fd.as_fd(), data)?;
+        nix::unistd::fsync(fd)
+    }
+
+    /// Replaces a state file atomically: readers see the old or the new content, never a mix.
+    pub fn write(&self, name: &str, data: &[u8]) -> Result<(), String> {
+        let shown = self.path.join(state_name(name)?);
+        let tmp = format!(".{name}.{}.tmp", std::process::id());
+        let _ = nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let result = self
+            .create(&tmp, &shown)
+            .and_then(|fd| Self::write_fd(&fd, data))
+            .and_then(|()| nix::fcntl::renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name));
+        result.map_err(|e| {
+            let _ = nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            format!("cannot write {}: {}", shown.display(), e.desc())
+        })
+    }
+
+    /// Creates a state file only if it does not exist yet (`O_EXCL`): of several processes
+    /// racing, exactly one gets `Ok(true)`.
+    pub fn create_new(&self, name: &str, data: &[u8]) -> Result<bool, String> {
+        let shown = self.path.join(state_name(name)?);
+        match self.create(name, &shown) {
+            Ok(fd) => Self::write_fd(&fd, data)
+                .map(|()| true)
+                .map_err(|e| format!("cannot write {}: {}", shown.display(), e.desc())),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(format!("cannot create {}: {}", shown.display(), e.desc())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

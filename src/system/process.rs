@@ -339,3 +339,12 @@ pub fn wait_exit(pid: Pid) -> Result<ChildState, Errno> {
         }
     }
 }
+
+/// How many threads this process has (`/proc/self/status`); 0 if it cannot tell. The helper
+/// checks that it is still single-threaded before it forks.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
+        .unwrap_or(0)
+}
