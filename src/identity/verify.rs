@@ -104,7 +104,9 @@ fn issuer_for<'c>(cfg: &'c Config, p: &Presented) -> Result<&'c Issuer, String> 
         }),
         None => {
             let parsed = jwt::parse(&p.token).map_err(|e| format!("the ID token {} was refused: {e}", p.from))?;
-            let iss = parsed.claims.get("iss").and_then(Value::as_str).unwrap_or("");
+            let Some(iss) = parsed.claims.get("iss").and_then(Value::as_str) else {
+                return Err(format!("the ID token {} was refused: {}", p.from, VerifyError::MissingClaim("iss")));
+            };
             cfg.issuers.iter().find(|i| i.url == iss).ok_or_else(|| {
                 format!(
                     "the ID token {} was refused: it was issued by {:?}, which is not a configured issuer",

@@ -67,6 +67,15 @@ impl PrivateDir {
         let fd = match nix::fcntl::open(path, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if !create => return Ok(None),
+            Err(Errno::EACCES) => {
+                // Most likely someone else's directory: say whose.
+                if let Ok(m) = std::fs::symlink_metadata(path) {
+                    if let Ok(st) = nix::sys::stat::lstat(path) {
+                        owner_check(&st, path, m.is_dir())?;
+                    }
+                }
+                return Err(format!("cannot open {}: permission denied", path.display()));
+            }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 return Err(format!("{} is a symbolic link or not a directory; lpexec refuses it", path.display()));
             }

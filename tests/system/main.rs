@@ -6,4 +6,6 @@ mod attacks;
 mod cli;
 mod core;
 mod harness;
+mod identity;
+mod idp;
 mod terminal;
