@@ -58,9 +58,13 @@ fn ci_token() -> Result<Option<Presented>, String> {
     std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_TOKEN_FILE + 1), &mut buf)
         .map_err(|e| format!("cannot read LPEXEC_ID_TOKEN_FILE {}: {e}", path.display()))?;
     if buf.len() as u64 > MAX_TOKEN_FILE {
-        return Err(format!("LPEXEC_ID_TOKEN_FILE {} is larger than {MAX_TOKEN_FILE} bytes; it must hold one ID token", path.display()));
+        return Err(format!(
+            "LPEXEC_ID_TOKEN_FILE {} is larger than {MAX_TOKEN_FILE} bytes; it must hold one ID token",
+            path.display()
+        ));
     }
-    let t = String::from_utf8(buf).map_err(|_| format!("LPEXEC_ID_TOKEN_FILE {} is not text", path.display()))?;
+    let t =
+        String::from_utf8(buf).map_err(|_| format!("LPEXEC_ID_TOKEN_FILE {} is not text", path.display()))?;
     Ok(Some(Presented { issuer: None, token: t.trim().to_string(), from: TokenSource::File }))
 }
 
@@ -131,7 +135,11 @@ pub fn attach_tokens(req: &mut Request) -> Result<(), String> {
     let now = now_unix();
     for issuer in &cfg.issuers {
         if let Some(token) = usable(&cache, issuer, now) {
-            req.id_tokens.push(Presented { issuer: Some(issuer.name.clone()), token, from: TokenSource::Cache });
+            req.id_tokens.push(Presented {
+                issuer: Some(issuer.name.clone()),
+                token,
+                from: TokenSource::Cache,
+            });
         }
     }
     Ok(())
@@ -144,8 +152,15 @@ pub enum Next {
 }
 
 /// The helper said the run needs an identity: log in (once) when interactive, else explain.
-pub fn on_identity_required(response: &[u8], req: &Request, non_interactive: bool, tried_login: bool) -> Next {
-    let Ok(HelperResponse { identity_required: Some(need) }) = serde_json::from_slice::<HelperResponse>(response) else {
+pub fn on_identity_required(
+    response: &[u8],
+    req: &Request,
+    non_interactive: bool,
+    tried_login: bool,
+) -> Next {
+    let Ok(HelperResponse { identity_required: Some(need) }) =
+        serde_json::from_slice::<HelperResponse>(response)
+    else {
         return Next::Exit(125);
     };
     let name = printable(&need.issuer, 64);
@@ -180,7 +195,9 @@ pub fn on_identity_required(response: &[u8], req: &Request, non_interactive: boo
         } else {
             "; without a terminal lpexec cannot start a login"
         };
-        eprintln_safe!("lpexec: {command} needs an identity from issuer {name}{why}\nlog in with: lpexec login {name}");
+        eprintln_safe!(
+            "lpexec: {command} needs an identity from issuer {name}{why}\nlog in with: lpexec login {name}"
+        );
     }
     Next::Exit(125)
 }
@@ -219,8 +236,11 @@ fn qr(text: &str) -> Option<String> {
 /// (the message is already printed).
 fn login_issuer(issuer: &Issuer) -> Result<(), i32> {
     let fail = |m: &str| super::fail(m);
-    let cache = TokenCache::open(true).map_err(|e| fail(&format!("token cache: {e}")))?.ok_or_else(|| fail("token cache missing"))?;
-    let client = client_for(issuer).map_err(|e| fail(&format!("cannot reach issuer {}: {e}", issuer.name)))?;
+    let cache = TokenCache::open(true)
+        .map_err(|e| fail(&format!("token cache: {e}")))?
+        .ok_or_else(|| fail("token cache missing"))?;
+    let client =
+        client_for(issuer).map_err(|e| fail(&format!("cannot reach issuer {}: {e}", issuer.name)))?;
     let ep: Endpoints = device::discover(&client, issuer).map_err(|e| fail(&e))?;
     let auth = device::start(&client, issuer, &ep).map_err(|e| fail(&e))?;
     // Catch Ctrl-C before saying it cancels.
@@ -237,7 +257,10 @@ fn login_issuer(issuer: &Issuer) -> Result<(), i32> {
             crate::common::out::err(&format!("{q}\n"));
         }
     }
-    eprintln_safe!("lpexec: waiting for the login to complete (the code is valid for {}s; Ctrl-C cancels)", auth.expires_in);
+    eprintln_safe!(
+        "lpexec: waiting for the login to complete (the code is valid for {}s; Ctrl-C cancels)",
+        auth.expires_in
+    );
     let result = device::wait_for_tokens(&client, issuer, &ep, &auth, &mut TerminalWaiter);
     interrupt::release();
     let tokens = match result {
@@ -247,7 +270,10 @@ fn login_issuer(issuer: &Issuer) -> Result<(), i32> {
             return Err(130);
         }
         Err(e @ (DeviceError::Denied | DeviceError::Expired | DeviceError::TimedOut(_))) => {
-            return Err(fail(&format!("login to {} failed: {e}\nstart again with: lpexec login {}", issuer.name, issuer.name)));
+            return Err(fail(&format!(
+                "login to {} failed: {e}\nstart again with: lpexec login {}",
+                issuer.name, issuer.name
+            )));
         }
         Err(e) => return Err(fail(&format!("login to {} failed: {e}", issuer.name))),
     };
@@ -257,7 +283,14 @@ fn login_issuer(issuer: &Issuer) -> Result<(), i32> {
     if let Err(e) = jwt::check_issuer(&claims, &issuer.url) {
         return Err(fail(&format!("issuer {} returned an unusable ID token: {e}", issuer.name)));
     }
-    let entry = Entry::new(&issuer.name, &issuer.url, &issuer.client_id, tokens.id_token, tokens.refresh_token, now_unix());
+    let entry = Entry::new(
+        &issuer.name,
+        &issuer.url,
+        &issuer.client_id,
+        tokens.id_token,
+        tokens.refresh_token,
+        now_unix(),
+    );
     cache.save(&entry).map_err(|e| fail(&format!("cannot cache the tokens: {e}")))?;
     let who = describe(&entry);
     eprintln_safe!("lpexec: logged in to {} as {who}", issuer.name);
@@ -270,7 +303,9 @@ fn claim_str(c: &serde_json::Map<String, serde_json::Value>, k: &str) -> Option<
 
 fn groups_of(c: &serde_json::Map<String, serde_json::Value>, claim: &str) -> Vec<String> {
     match c.get(claim) {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).map(|s| printable(s, 100)).collect(),
+        Some(serde_json::Value::Array(a)) => {
+            a.iter().filter_map(|v| v.as_str()).map(|s| printable(s, 100)).collect()
+        }
         Some(serde_json::Value::String(s)) => vec![printable(s, 100)],
         _ => Vec::new(),
     }
@@ -314,7 +349,10 @@ pub fn login(name: Option<String>) -> i32 {
                 }
                 many => {
                     let names: Vec<&str> = many.iter().map(|i| i.name.as_str()).collect();
-                    return super::fail(&format!("several issuers are configured; name one: lpexec login {}", names.join(" | ")));
+                    return super::fail(&format!(
+                        "several issuers are configured; name one: lpexec login {}",
+                        names.join(" | ")
+                    ));
                 }
             }
         }
@@ -435,13 +473,20 @@ pub fn whoami() -> i32 {
             for n in cache.issuers().unwrap_or_default() {
                 match cache.load(&n) {
                     Ok(Some(e)) => {
-                        let configured = cfg.as_ref().and_then(|c| c.issuer(&n)).is_some_and(|i| i.url == e.issuer_url);
+                        let configured =
+                            cfg.as_ref().and_then(|c| c.issuer(&n)).is_some_and(|i| i.url == e.issuer_url);
                         let label = if configured {
                             format!("{n}:")
                         } else {
                             format!("{n}: (issuer no longer configured as at login; not used)")
                         };
-                        print_identity(&label, &e.id_token, &groups_claim(&n), Some(e.refresh_token.is_some()), now);
+                        print_identity(
+                            &label,
+                            &e.id_token,
+                            &groups_claim(&n),
+                            Some(e.refresh_token.is_some()),
+                            now,
+                        );
                         shown += 1;
                     }
                     Ok(None) => {}

@@ -12,7 +12,12 @@ use crate::identity::{HelperResponse, IdentityRequired, Presented, now_unix, ver
 
 /// Verifies every presented token; any failure refuses the request (logged with the reason,
 /// never the token).
-pub(super) fn verify(ctx: &mut Ctx, cfg: &Config, caller: Caller, presented: &[Presented]) -> Result<Identity, Exit> {
+pub(super) fn verify(
+    ctx: &mut Ctx,
+    cfg: &Config,
+    caller: Caller,
+    presented: &[Presented],
+) -> Result<Identity, Exit> {
     if presented.is_empty() {
         return Ok(Identity::unix_only(caller));
     }

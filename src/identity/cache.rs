@@ -44,7 +44,14 @@ impl std::fmt::Debug for Entry {
 }
 
 impl Entry {
-    pub fn new(issuer: &str, issuer_url: &str, client_id: &str, id_token: String, refresh_token: Option<String>, now: i64) -> Entry {
+    pub fn new(
+        issuer: &str,
+        issuer_url: &str,
+        client_id: &str,
+        id_token: String,
+        refresh_token: Option<String>,
+        now: i64,
+    ) -> Entry {
         Entry {
             version: VERSION,
             issuer: issuer.to_string(),
@@ -83,9 +90,7 @@ pub fn dir_path() -> Result<PathBuf, String> {
     }
     let home = match std::env::var_os("HOME").map(PathBuf::from) {
         Some(h) if h.is_absolute() => h,
-        _ => {
-            crate::system::user::by_uid(crate::system::process::real_uid())?.home
-        }
+        _ => crate::system::user::by_uid(crate::system::process::real_uid())?.home,
     };
     Ok(home.join(".cache").join("lpexec"))
 }
@@ -121,7 +126,10 @@ impl TokenCache {
             return Ok(None);
         };
         let e: Entry = serde_json::from_slice(&bytes).map_err(|e| {
-            format!("{} is not a valid lpexec token cache file ({e})\nremove it with: lpexec logout {issuer}", self.dir.path.join(&name).display())
+            format!(
+                "{} is not a valid lpexec token cache file ({e})\nremove it with: lpexec logout {issuer}",
+                self.dir.path.join(&name).display()
+            )
         })?;
         if e.version != VERSION || e.issuer != issuer {
             return Ok(None);
@@ -151,7 +159,11 @@ mod tests {
 
     fn token(exp: i64) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", e.encode(br#"{"alg":"EdDSA"}"#), e.encode(format!(r#"{{"sub":"s","exp":{exp}}}"#)))
+        format!(
+            "{}.{}.sig",
+            e.encode(br#"{"alg":"EdDSA"}"#),
+            e.encode(format!(r#"{{"sub":"s","exp":{exp}}}"#))
+        )
     }
 
     #[test]

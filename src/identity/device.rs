@@ -80,7 +80,10 @@ pub fn start(client: &Client, issuer: &Issuer, ep: &Endpoints) -> Result<DeviceA
         .post_form(url, &[("client_id", &issuer.client_id), ("scope", &scope)])
         .map_err(|e| format!("starting the device flow at {url} failed: {e}"))?;
     if status != 200 {
-        return Err(format!("starting the device flow at {url} failed: {}", HttpError::Status(status, Some(Value::Object(body)))));
+        return Err(format!(
+            "starting the device flow at {url} failed: {}",
+            HttpError::Status(status, Some(Value::Object(body)))
+        ));
     }
     let missing = |k: &str| format!("the device authorization response from {url} has no {k}");
     let verification_uri = string(&body, "verification_uri")
@@ -114,7 +117,9 @@ impl std::fmt::Debug for Tokens {
 
 fn tokens(body: &Map<String, Value>, what: &str) -> Result<Tokens, String> {
     let id_token = string(body, "id_token").ok_or_else(|| {
-        format!("the {what} response has no id_token (is \"openid\" among the issuer's scopes in lpexec.toml?)")
+        format!(
+            "the {what} response has no id_token (is \"openid\" among the issuer's scopes in lpexec.toml?)"
+        )
     })?;
     Ok(Tokens { id_token, refresh_token: string(body, "refresh_token") })
 }
@@ -135,8 +140,12 @@ impl std::fmt::Display for DeviceError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeviceError::Denied => f.write_str("the login was denied (access_denied)"),
-            DeviceError::Expired => f.write_str("the code expired before the login was completed (expired_token)"),
-            DeviceError::TimedOut(s) => write!(f, "the code expired after {s}s without the login being completed"),
+            DeviceError::Expired => {
+                f.write_str("the code expired before the login was completed (expired_token)")
+            }
+            DeviceError::TimedOut(s) => {
+                write!(f, "the code expired after {s}s without the login being completed")
+            }
             DeviceError::Cancelled => f.write_str("the login was cancelled"),
             DeviceError::Other(e) => f.write_str(e),
         }
@@ -213,7 +222,12 @@ pub enum RefreshError {
 }
 
 /// Renews the ID token with a refresh token (RFC 6749 §6).
-pub fn refresh(client: &Client, issuer: &Issuer, ep: &Endpoints, refresh_token: &str) -> Result<Tokens, RefreshError> {
+pub fn refresh(
+    client: &Client,
+    issuer: &Issuer,
+    ep: &Endpoints,
+    refresh_token: &str,
+) -> Result<Tokens, RefreshError> {
     let scope = issuer.scopes.join(" ");
     let form = [
         ("grant_type", "refresh_token"),
@@ -226,7 +240,9 @@ pub fn refresh(client: &Client, issuer: &Issuer, ep: &Endpoints, refresh_token: 
         Ok((status, body)) => {
             let e = HttpError::Status(status, Some(Value::Object(body.clone())));
             match body.get("error").and_then(Value::as_str) {
-                Some("invalid_grant" | "invalid_token" | "unauthorized_client") => Err(RefreshError::Rejected(e.to_string())),
+                Some("invalid_grant" | "invalid_token" | "unauthorized_client") => {
+                    Err(RefreshError::Rejected(e.to_string()))
+                }
                 _ => Err(RefreshError::Failed(e.to_string())),
             }
         }

@@ -93,7 +93,9 @@ impl Client {
                 roots.extend(pem_certs(pem).map_err(|e| format!("ca_file {e}"))?);
             }
             if roots.is_empty() {
-                return Err("no trusted CA certificates: install ca-certificates, or set the issuer's ca_file".into());
+                return Err(
+                    "no trusted CA certificates: install ca-certificates, or set the issuer's ca_file".into(),
+                );
             }
         }
         let tls = TlsConfig::builder()
@@ -120,7 +122,12 @@ impl Client {
         Ok(Client { agent: cfg.build().into() })
     }
 
-    fn finish(&self, url: &str, r: Result<ureq::http::Response<ureq::Body>, ureq::Error>, limit: u64) -> Result<(u16, Vec<u8>), HttpError> {
+    fn finish(
+        &self,
+        url: &str,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), HttpError> {
         let mut resp = r.map_err(|e| HttpError::Transport(format!("{url}: {e}")))?;
         let status = resp.status().as_u16();
         let body = resp
@@ -142,7 +149,11 @@ impl Client {
     }
 
     /// GET a JSON object.
-    pub fn get_json(&self, url: &str, limit: u64) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
+    pub fn get_json(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, HttpError> {
         let body = self.get(url, limit)?;
         match serde_json::from_slice(&body) {
             Ok(serde_json::Value::Object(m)) => Ok(m),

@@ -88,7 +88,7 @@ impl<'a> Keys<'a> {
             return self.pinned.as_ref().ok_or_else(String::new);
         }
         if self.current.is_none() {
-            match self.from_cache() {
+            match self.cached() {
                 Some((set, uri)) => {
                     self.current = Some(set);
                     self.jwks_uri = Some(uri);
@@ -99,7 +99,7 @@ impl<'a> Keys<'a> {
         self.current.as_ref().ok_or_else(|| "no keys".to_string())
     }
 
-    fn from_cache(&self) -> Option<(KeySet, String)> {
+    fn cached(&self) -> Option<(KeySet, String)> {
         // An unreadable or corrupt cache is as good as none: it is fetched again.
         let bytes = self.store.read(&cache_name(self.issuer), MAX_DOC as u64 * 2).ok()??;
         let c: Cached = serde_json::from_slice(&bytes).ok()?;
@@ -127,7 +127,8 @@ impl<'a> Keys<'a> {
                 ));
             }
         }
-        let uri = doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| format!("{url} has no jwks_uri"))?;
+        let uri =
+            doc.get("jwks_uri").and_then(|v| v.as_str()).ok_or_else(|| format!("{url} has no jwks_uri"))?;
         check_url(uri).map_err(|e| format!("jwks_uri of {url}: {e}"))?;
         Ok(uri.to_string())
     }
@@ -141,7 +142,8 @@ impl<'a> Keys<'a> {
         let body = self.fetch.get(&uri, MAX_DOC)?;
         let set = KeySet::parse(&body).map_err(|e| format!("the key set at {uri} is invalid: {e}"))?;
         let jwks: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let cached = Cached { issuer_url: self.issuer.url.clone(), fetched_at: self.now, jwks_uri: uri.clone(), jwks };
+        let cached =
+            Cached { issuer_url: self.issuer.url.clone(), fetched_at: self.now, jwks_uri: uri.clone(), jwks };
         // A cache that cannot be written costs a fetch next time; it does not fail the request.
         if let Ok(bytes) = serde_json::to_vec(&cached) {
             let _ = self.store.write(&cache_name(self.issuer), &bytes);
@@ -197,7 +199,10 @@ mod tests {
     impl Fetch for Net {
         fn get(&self, url: &str, _limit: usize) -> Result<Vec<u8>, String> {
             self.log.borrow_mut().push(url.to_string());
-            self.docs.get(url).map(|d| d.as_bytes().to_vec()).ok_or_else(|| format!("{url}: connection refused"))
+            self.docs
+                .get(url)
+                .map(|d| d.as_bytes().to_vec())
+                .ok_or_else(|| format!("{url}: connection refused"))
         }
     }
     #[derive(Default)]
@@ -235,7 +240,8 @@ mod tests {
     }
 
     fn net(kids: &[&str]) -> Net {
-        let keys: Vec<String> = kids.iter().map(|k| format!(r#"{{"kty":"OKP","crv":"Ed25519","kid":"{k}","x":"AA"}}"#)).collect();
+        let keys: Vec<String> =
+            kids.iter().map(|k| format!(r#"{{"kty":"OKP","crv":"Ed25519","kid":"{k}","x":"AA"}}"#)).collect();
         let mut docs = HashMap::new();
         docs.insert(
             format!("{URL}/.well-known/openid-configuration"),

@@ -96,19 +96,39 @@ pub enum VerifyError {
     AlgUnsupported(String),
     CritHeader,
     /// The token claims an issuer other than the one it was presented for.
-    WrongIssuer { got: String, want: String },
+    WrongIssuer {
+        got: String,
+        want: String,
+    },
     /// No key with this `kid` in the issuer's key set.
     UnknownKid(String),
     /// No key of the issuer fits the algorithm (no `kid` in the header).
     NoKey(&'static str),
     /// The key named by `kid` does not fit the header's algorithm.
-    KeyMismatch { kid: String, alg: &'static str, why: String },
+    KeyMismatch {
+        kid: String,
+        alg: &'static str,
+        why: String,
+    },
     BadSignature,
-    Expired { exp: i64, now: i64 },
-    NotYetValid { nbf: i64, now: i64 },
-    IssuedInFuture { iat: i64, now: i64 },
-    WrongAudience { want: String },
-    WrongAzp { want: String },
+    Expired {
+        exp: i64,
+        now: i64,
+    },
+    NotYetValid {
+        nbf: i64,
+        now: i64,
+    },
+    IssuedInFuture {
+        iat: i64,
+        now: i64,
+    },
+    WrongAudience {
+        want: String,
+    },
+    WrongAzp {
+        want: String,
+    },
     MissingClaim(&'static str),
     AccessToken,
 }
@@ -124,30 +144,45 @@ fn shown(s: &str) -> String {
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VerifyError::TooLarge(n) => write!(f, "the token is {n} bytes, more than the {MAX_TOKEN} accepted"),
+            VerifyError::TooLarge(n) => {
+                write!(f, "the token is {n} bytes, more than the {MAX_TOKEN} accepted")
+            }
             VerifyError::Malformed(why) => write!(f, "the token is not a valid signed JWT: {why}"),
             VerifyError::AlgNone => f.write_str("the token is unsigned (alg \"none\")"),
             VerifyError::AlgSymmetric(a) => {
-                write!(f, "the token uses the symmetric algorithm {a:?}; only asymmetric signatures are accepted")
+                write!(
+                    f,
+                    "the token uses the symmetric algorithm {a:?}; only asymmetric signatures are accepted"
+                )
             }
             VerifyError::AlgUnsupported(a) => write!(
                 f,
                 "the token's algorithm {a:?} is not accepted (RS256/384/512, PS256/384/512, ES256, ES384, EdDSA are)"
             ),
-            VerifyError::CritHeader => f.write_str("the token has a \"crit\" header lpexec does not understand"),
+            VerifyError::CritHeader => {
+                f.write_str("the token has a \"crit\" header lpexec does not understand")
+            }
             VerifyError::WrongIssuer { got, want } => {
                 write!(f, "the token was issued by {got:?}, not by {want:?}")
             }
-            VerifyError::UnknownKid(k) => write!(f, "the token is signed with key {k:?}, which the issuer does not publish"),
+            VerifyError::UnknownKid(k) => {
+                write!(f, "the token is signed with key {k:?}, which the issuer does not publish")
+            }
             VerifyError::NoKey(a) => write!(f, "the issuer publishes no key for algorithm {a}"),
             VerifyError::KeyMismatch { kid, alg, why } => {
                 write!(f, "key {kid:?} cannot verify {alg}: {why}")
             }
             VerifyError::BadSignature => f.write_str("the token's signature is invalid"),
             VerifyError::Expired { exp, now } => write!(f, "the token expired {}s ago", now - exp),
-            VerifyError::NotYetValid { nbf, now } => write!(f, "the token is not valid for another {}s (nbf)", nbf - now),
-            VerifyError::IssuedInFuture { iat, now } => write!(f, "the token was issued {}s in the future (iat)", iat - now),
-            VerifyError::WrongAudience { want } => write!(f, "the token is not meant for audience {want:?} (aud)"),
+            VerifyError::NotYetValid { nbf, now } => {
+                write!(f, "the token is not valid for another {}s (nbf)", nbf - now)
+            }
+            VerifyError::IssuedInFuture { iat, now } => {
+                write!(f, "the token was issued {}s in the future (iat)", iat - now)
+            }
+            VerifyError::WrongAudience { want } => {
+                write!(f, "the token is not meant for audience {want:?} (aud)")
+            }
             VerifyError::WrongAzp { want } => {
                 write!(f, "the token has several audiences but was not issued to {want:?} (azp)")
             }
@@ -419,10 +454,12 @@ fn int_claim(c: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, 
     match c.get(name) {
         None => Ok(None),
         // NumericDate may carry a fraction.
-        Some(Value::Number(n)) => match n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)) {
-            Some(v) => Ok(Some(v)),
-            None => Err(VerifyError::MissingClaim(name)),
-        },
+        Some(Value::Number(n)) => {
+            match n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)) {
+                Some(v) => Ok(Some(v)),
+                None => Err(VerifyError::MissingClaim(name)),
+            }
+        }
         Some(_) => Err(VerifyError::MissingClaim(name)),
     }
 }

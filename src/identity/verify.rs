@@ -47,7 +47,12 @@ impl std::fmt::Display for Fail {
 }
 
 /// Verifies one token for `issuer` with `keys`.
-pub fn verify_token(issuer: &Issuer, token: &str, keys: &mut Keys<'_>, now: i64) -> Result<OidcIdentity, Fail> {
+pub fn verify_token(
+    issuer: &Issuer,
+    token: &str,
+    keys: &mut Keys<'_>,
+    now: i64,
+) -> Result<OidcIdentity, Fail> {
     let t = jwt::parse(token)?;
     jwt::check_issuer(&t.claims, &issuer.url)?;
     let first = jwt::verify_signature(&t, keys.get().map_err(Fail::Keys)?);
@@ -100,12 +105,21 @@ pub fn identity(issuer: &Issuer, claims: Map<String, Value>) -> OidcIdentity {
 fn issuer_for<'c>(cfg: &'c Config, p: &Presented) -> Result<&'c Issuer, String> {
     match &p.issuer {
         Some(name) => cfg.issuer(name).ok_or_else(|| {
-            format!("the ID token {} names issuer {:?}, which lpexec.toml does not configure", p.from, printable(name, 64))
+            format!(
+                "the ID token {} names issuer {:?}, which lpexec.toml does not configure",
+                p.from,
+                printable(name, 64)
+            )
         }),
         None => {
-            let parsed = jwt::parse(&p.token).map_err(|e| format!("the ID token {} was refused: {e}", p.from))?;
+            let parsed =
+                jwt::parse(&p.token).map_err(|e| format!("the ID token {} was refused: {e}", p.from))?;
             let Some(iss) = parsed.claims.get("iss").and_then(Value::as_str) else {
-                return Err(format!("the ID token {} was refused: {}", p.from, VerifyError::MissingClaim("iss")));
+                return Err(format!(
+                    "the ID token {} was refused: {}",
+                    p.from,
+                    VerifyError::MissingClaim("iss")
+                ));
             };
             cfg.issuers.iter().find(|i| i.url == iss).ok_or_else(|| {
                 format!(
@@ -128,10 +142,13 @@ impl Fetch for IssuerFetch<'_> {
         crate::common::config::check_url(url)?;
         let https = url.starts_with("https://");
         let ca = match (&self.issuer.ca_file, https) {
-            (Some(p), true) => Some(fs::secure_read(p, 1024 * 1024)?.ok_or_else(|| format!("{} does not exist", p.display()))?),
+            (Some(p), true) => Some(
+                fs::secure_read(p, 1024 * 1024)?.ok_or_else(|| format!("{} does not exist", p.display()))?,
+            ),
             _ => None,
         };
-        let client = super::http::Client::new(super::http::Profile::Helper, https, ca.as_deref().map(str::as_bytes))?;
+        let client =
+            super::http::Client::new(super::http::Profile::Helper, https, ca.as_deref().map(str::as_bytes))?;
         let body = client.get(url, limit as u64).map_err(|e| e.to_string())?;
         // The resolver must not have left a thread behind: the helper forks later.
         if crate::system::process::thread_count() > 1 {
@@ -169,15 +186,26 @@ impl Store for LazyStore {
 
 /// Verifies every presented token (the helper's pipeline step). `Err` carries the reason to
 /// log and show; it never contains a token.
-pub fn verify_presented(cfg: &Config, presented: &[Presented], now: i64) -> Result<Vec<OidcIdentity>, String> {
+pub fn verify_presented(
+    cfg: &Config,
+    presented: &[Presented],
+    now: i64,
+) -> Result<Vec<OidcIdentity>, String> {
     if presented.len() > MAX_TOKENS {
-        return Err(format!("the request presents {} ID tokens; at most {MAX_TOKENS} are accepted", presented.len()));
+        return Err(format!(
+            "the request presents {} ID tokens; at most {MAX_TOKENS} are accepted",
+            presented.len()
+        ));
     }
     let store = LazyStore { dir: std::cell::OnceCell::new() };
     let mut out: Vec<OidcIdentity> = Vec::new();
     for p in presented {
         if p.token.len() > jwt::MAX_TOKEN {
-            return Err(format!("the ID token {} was refused: {}", p.from, VerifyError::TooLarge(p.token.len())));
+            return Err(format!(
+                "the ID token {} was refused: {}",
+                p.from,
+                VerifyError::TooLarge(p.token.len())
+            ));
         }
         let issuer = issuer_for(cfg, p)?;
         if out.iter().any(|o| o.issuer == issuer.name) {
@@ -239,9 +267,10 @@ mod tests {
 
     #[test]
     fn unverified_email_is_not_trusted() {
-        let c: Map<String, Value> =
-            serde_json::from_str(r#"{"sub":"u1","email":"boss@example.com","email_verified":false,"roles":"ops"}"#)
-                .unwrap();
+        let c: Map<String, Value> = serde_json::from_str(
+            r#"{"sub":"u1","email":"boss@example.com","email_verified":false,"roles":"ops"}"#,
+        )
+        .unwrap();
         let id = identity(&issuer(), c);
         assert_eq!(id.email, None);
         assert_eq!(id.groups, ["ops"]);
@@ -252,12 +281,17 @@ mod tests {
     fn tokens_of_unconfigured_issuers_are_refused_before_any_fetch() {
         let mut cfg = Config::default_at(Path::new("/etc/lpexec/lpexec.toml"));
         cfg.issuers.push(issuer());
-        let p = Presented { issuer: Some("other".into()), token: "x".into(), from: super::super::TokenSource::Cache };
+        let p = Presented {
+            issuer: Some("other".into()),
+            token: "x".into(),
+            from: super::super::TokenSource::Cache,
+        };
         assert!(verify_presented(&cfg, &[p], 0).unwrap_err().contains("does not configure"));
         let p = Presented { issuer: None, token: "garbage".into(), from: super::super::TokenSource::Env };
         let e = verify_presented(&cfg, &[p], 0).unwrap_err();
         assert!(e.contains("from LPEXEC_ID_TOKEN was refused: the token is not a valid signed JWT"), "{e}");
-        let big = Presented { issuer: None, token: "a".repeat(20_000), from: super::super::TokenSource::File };
+        let big =
+            Presented { issuer: None, token: "a".repeat(20_000), from: super::super::TokenSource::File };
         assert!(verify_presented(&cfg, &[big], 0).unwrap_err().contains("more than the 16384 accepted"));
     }
 }

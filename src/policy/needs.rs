@@ -137,14 +137,25 @@ run_as = ["root"]
 "#;
 
     fn policy() -> Policy {
-        Policy::parse(&[(PathBuf::from("/etc/lpexec/policy.toml"), POLICY.to_string())], &["corp", "github"]).unwrap()
+        Policy::parse(&[(PathBuf::from("/etc/lpexec/policy.toml"), POLICY.to_string())], &["corp", "github"])
+            .unwrap()
     }
 
     fn user(name: &str) -> Identity {
-        Identity::unix_only(Caller { uid: 1000, name: name.into(), groups: vec![GroupRef { gid: 1000, name: None }] })
+        Identity::unix_only(Caller {
+            uid: 1000,
+            name: name.into(),
+            groups: vec![GroupRef { gid: 1000, name: None }],
+        })
     }
 
-    fn need<'p>(p: &'p Policy, id: &Identity, cmd: &str, args: &[&str], role: Option<&str>) -> Option<&'p str> {
+    fn need<'p>(
+        p: &'p Policy,
+        id: &Identity,
+        cmd: &str,
+        args: &[&str],
+        role: Option<&str>,
+    ) -> Option<&'p str> {
         let command = PathBuf::from(format!("/usr/bin/{cmd}"));
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let req = Request { command: &command, args: &args, cwd: Path::new("/"), target: None, role };

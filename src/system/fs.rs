@@ -231,7 +231,12 @@ impl StateDir {
     /// error when it is not a root-owned regular file that only root may write.
     pub fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         let shown = self.path.join(state_name(name)?);
-        let fd = match open_child(&self.fd, name.as_ref(), OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY, &shown) {
+        let fd = match open_child(
+            &self.fd,
+            name.as_ref(),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            &shown,
+        ) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(describe_open_error(e, &shown)),
@@ -279,7 +284,8 @@ impl StateDir {
             .and_then(|fd| Self::write_fd(&fd, data))
             .and_then(|()| nix::fcntl::renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name));
         result.map_err(|e| {
-            let _ = nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ =
+                nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
             format!("cannot write {}: {}", shown.display(), e.desc())
         })
     }

@@ -29,7 +29,11 @@ fn owner_check(st: &FileStat, path: &Path, dir: bool) -> Result<(), String> {
     let uid = nix::unistd::getuid().as_raw();
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
     if kind != if dir { SFlag::S_IFDIR } else { SFlag::S_IFREG } {
-        return Err(format!("{} is not a {}", path.display(), if dir { "directory" } else { "regular file" }));
+        return Err(format!(
+            "{} is not a {}",
+            path.display(),
+            if dir { "directory" } else { "regular file" }
+        ));
     }
     if st.st_uid != uid {
         return Err(format!(
@@ -77,7 +81,10 @@ impl PrivateDir {
                 return Err(format!("cannot open {}: permission denied", path.display()));
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                return Err(format!("{} is a symbolic link or not a directory; lpexec refuses it", path.display()));
+                return Err(format!(
+                    "{} is a symbolic link or not a directory; lpexec refuses it",
+                    path.display()
+                ));
             }
             Err(e) => return Err(format!("cannot open {}: {}", path.display(), e.desc())),
         };
@@ -97,17 +104,23 @@ impl PrivateDir {
     pub fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
         Self::check_name(name)?;
         let shown = self.path.join(name);
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let flags =
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
         let fd = match openat(self.fd.as_fd(), name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
-            Err(Errno::ELOOP) => return Err(format!("{} is a symbolic link; lpexec refuses it", shown.display())),
+            Err(Errno::ELOOP) => {
+                return Err(format!("{} is a symbolic link; lpexec refuses it", shown.display()));
+            }
             Err(e) => return Err(format!("cannot open {}: {}", shown.display(), e.desc())),
         };
         let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
         owner_check(&st, &shown, false)?;
         let mut buf = Vec::new();
-        File::from(fd).take(limit + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+        File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
         if buf.len() as u64 > limit {
             return Err(format!("{} is larger than {limit} bytes", shown.display()));
         }
@@ -119,7 +132,8 @@ impl PrivateDir {
         Self::check_name(name)?;
         let shown = self.path.join(name);
         let tmp = format!(".{name}.{}.tmp", std::process::id());
-        let unlink = |n: &str| nix::unistd::unlinkat(self.fd.as_fd(), n, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        let unlink =
+            |n: &str| nix::unistd::unlinkat(self.fd.as_fd(), n, nix::unistd::UnlinkatFlags::NoRemoveDir);
         let _ = unlink(&tmp);
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let result = openat(self.fd.as_fd(), tmp.as_str(), flags, Mode::from_bits_truncate(0o600))
@@ -149,7 +163,8 @@ impl PrivateDir {
     /// Names of the files in the directory (hidden ones skipped), sorted.
     pub fn list(&self) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
-        let rd = std::fs::read_dir(&self.path).map_err(|e| format!("cannot list {}: {e}", self.path.display()))?;
+        let rd =
+            std::fs::read_dir(&self.path).map_err(|e| format!("cannot list {}: {e}", self.path.display()))?;
         for e in rd.flatten() {
             if let Some(n) = e.file_name().to_str() {
                 if !n.starts_with('.') {
@@ -200,7 +215,8 @@ mod tests {
         std::fs::set_permissions(base.join("lpexec"), std::fs::Permissions::from_mode(0o700)).unwrap();
         let d = PrivateDir::open(&base.join("lpexec"), false).unwrap().unwrap();
         std::fs::write(base.join("lpexec/corp.json"), "x").unwrap();
-        std::fs::set_permissions(base.join("lpexec/corp.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(base.join("lpexec/corp.json"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
         assert!(d.read("corp.json", 10).unwrap_err().contains("chmod 600"));
         std::os::unix::fs::symlink("/etc/passwd", base.join("lpexec/link.json")).unwrap();
         assert!(d.read("link.json", 10).unwrap_err().contains("symbolic link"));

@@ -85,7 +85,14 @@ fn login_caches_tokens_privately_and_an_oidc_member_runs_the_command() {
     let o = sb.lp_env(ALICE, &env, &["whoami"]);
     o.assert_code(0);
     assert!(o.stdout.starts_with(&format!("unix: {ALICE} (uid {uid}); groups: ")), "{}", o.stdout);
-    for want in ["corp:", &format!("issuer:   {}", idp.issuer), "subject:  alice", "email:    alice@example.com", "groups:   sre, dev", "expires:  "] {
+    for want in [
+        "corp:",
+        &format!("issuer:   {}", idp.issuer),
+        "subject:  alice",
+        "email:    alice@example.com",
+        "groups:   sre, dev",
+        "expires:  ",
+    ] {
         assert!(o.stdout.contains(want), "{want:?} missing:\n{}", o.stdout);
     }
 
@@ -102,7 +109,8 @@ fn login_caches_tokens_privately_and_an_oidc_member_runs_the_command() {
 #[test]
 fn an_expired_id_token_is_renewed_silently_with_the_refresh_token() {
     // Ed25519-signed ID tokens that live 3 seconds.
-    let idp = Idp::start(&[("IDP_DEVICE_INTERVAL", "1"), ("IDP_ID_TOKEN_TTL", "3"), ("IDP_ID_TOKEN_ALG", "EdDSA")]);
+    let idp =
+        Idp::start(&[("IDP_DEVICE_INTERVAL", "1"), ("IDP_ID_TOKEN_TTL", "3"), ("IDP_ID_TOKEN_ALG", "EdDSA")]);
     let (sb, cache) = sandbox("oidc-refresh", &idp, "");
     let env = [("XDG_CACHE_HOME", cache.as_str())];
     login(&sb, &idp, ALICE, &env, "alice").assert_code(0);
@@ -159,7 +167,11 @@ fn login_denied_with_the_providers_abort_button() {
     idp.complete(&code, "alice", "abort");
     let o = r.wait(Duration::from_secs(20));
     o.assert_code(125);
-    assert!(o.stderr.contains("lpexec: login to corp failed: the login was denied (access_denied)"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("lpexec: login to corp failed: the login was denied (access_denied)"),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("start again with: lpexec login corp"), "{}", o.stderr);
     assert!(!std::path::Path::new(&cache).join("lpexec/corp.json").exists());
 }
@@ -176,7 +188,10 @@ fn login_fails_clearly_when_the_device_code_expires() {
 
 #[test]
 fn slow_down_adds_five_seconds_to_the_polling_interval() {
-    let stub = Idp::stub(&[("STUB_SCRIPT", "slow_down,authorization_pending,access_denied"), ("STUB_INTERVAL", "1")]);
+    let stub = Idp::stub(&[
+        ("STUB_SCRIPT", "slow_down,authorization_pending,access_denied"),
+        ("STUB_INTERVAL", "1"),
+    ]);
     let sb = Sandbox::new("oidc-slowdown");
     sb.config(&issuer_toml("corp", &stub.issuer, ""));
     let cache = cache_home(&sb, ALICE).display().to_string();
@@ -193,7 +208,11 @@ fn slow_down_adds_five_seconds_to_the_polling_interval() {
 #[test]
 fn polling_gives_up_when_the_code_lifetime_is_over() {
     // A provider that says "pending" forever.
-    let stub = Idp::stub(&[("STUB_SCRIPT", "authorization_pending"), ("STUB_EXPIRES_IN", "2"), ("STUB_INTERVAL", "1")]);
+    let stub = Idp::stub(&[
+        ("STUB_SCRIPT", "authorization_pending"),
+        ("STUB_EXPIRES_IN", "2"),
+        ("STUB_INTERVAL", "1"),
+    ]);
     let sb = Sandbox::new("oidc-localexpiry");
     sb.config(&issuer_toml("corp", &stub.issuer, ""));
     let cache = cache_home(&sb, ALICE).display().to_string();
@@ -289,7 +308,11 @@ fn hostile_tokens_are_refused_with_a_logged_reason() {
     let idp = Idp::start(&[]);
     let other = Idp::start(&[]);
     let sb = Sandbox::new("oidc-hostile");
-    sb.config(&format!("{}{}", issuer_toml("corp", &idp.issuer, ""), issuer_toml("other", &other.issuer, "")));
+    sb.config(&format!(
+        "{}{}",
+        issuer_toml("corp", &idp.issuer, ""),
+        issuer_toml("other", &other.issuer, "")
+    ));
     sb.policy(&oidc_policy());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let tok = |spec: serde_json::Value| idp.mint(spec);
@@ -300,14 +323,22 @@ fn hostile_tokens_are_refused_with_a_logged_reason() {
     sb.lp_env(ALICE, &[("LPEXEC_ID_TOKEN", &tok(json!({"alg": "PS256"})))], &["id"]).assert_code(0);
     sb.lp_env(ALICE, &[("LPEXEC_ID_TOKEN", &tok(json!({"alg": "EdDSA"})))], &["id"]).assert_code(0);
 
-    refused(&sb, &[("LPEXEC_ID_TOKEN", &tok(json!({"alg": "none"})))], "the token is unsigned (alg \"none\")");
+    refused(
+        &sb,
+        &[("LPEXEC_ID_TOKEN", &tok(json!({"alg": "none"})))],
+        "the token is unsigned (alg \"none\")",
+    );
     refused(
         &sb,
         &[("LPEXEC_ID_TOKEN", &tok(json!({"alg": "HS256-pubkey"})))],
         "the token uses the symmetric algorithm \"HS256\"",
     );
     refused(&sb, &[("LPEXEC_ID_TOKEN", &tok(json!({"claims": {"exp": now - 120}})))], "the token expired");
-    refused(&sb, &[("LPEXEC_ID_TOKEN", &tok(json!({"claims": {"nbf": now + 600}})))], "the token is not valid for another");
+    refused(
+        &sb,
+        &[("LPEXEC_ID_TOKEN", &tok(json!({"claims": {"nbf": now + 600}})))],
+        "the token is not valid for another",
+    );
     refused(
         &sb,
         &[("LPEXEC_ID_TOKEN", &tok(json!({"claims": {"iss": "https://evil.example.com"}})))],
@@ -324,10 +355,16 @@ fn hostile_tokens_are_refused_with_a_logged_reason() {
     let tampered = format!("{}.{}.{}", parts[0], forged.split('.').nth(1).unwrap(), parts[2]);
     refused(&sb, &[("LPEXEC_ID_TOKEN", &tampered)], "the token's signature is invalid");
     refused(&sb, &[("LPEXEC_ID_TOKEN", "garbage")], "the token is not a valid signed JWT");
-    refused(&sb, &[("LPEXEC_ID_TOKEN", "eyJhbGciOiJSUzI1NiJ9.e30.QUJD")], "the token has no valid \"iss\" claim");
+    refused(
+        &sb,
+        &[("LPEXEC_ID_TOKEN", "eyJhbGciOiJSUzI1NiJ9.e30.QUJD")],
+        "the token has no valid \"iss\" claim",
+    );
 
     // Size: 100 KiB is refused by the token bound, 1 MiB by the request bound.
-    for (size, why) in [(100 * 1024, "more than the 16384 accepted"), (1024 * 1024, "the request is too large")] {
+    for (size, why) in
+        [(100 * 1024, "more than the 16384 accepted"), (1024 * 1024, "the request is too large")]
+    {
         let f = sb.dir.join(format!("big-{size}"));
         std::fs::write(&f, "A".repeat(size)).unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
@@ -345,11 +382,15 @@ fn hostile_tokens_are_refused_with_a_logged_reason() {
         nix::unistd::chown(p, Some(uid_of(ALICE).into()), None).unwrap();
     }
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    std::fs::set_permissions(dir.join("other.json"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(dir.join("other.json"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
     refused(
         &sb,
         &[("XDG_CACHE_HOME", &cache.display().to_string())],
-        &format!("the ID token for other from lpexec login was refused: the token was issued by \"{}\", not by \"{}\"", idp.issuer, other.issuer),
+        &format!(
+            "the ID token for other from lpexec login was refused: the token was issued by \"{}\", not by \"{}\"",
+            idp.issuer, other.issuer
+        ),
     );
     assert_eq!(other.stats()["jwks"], 0, "a foreign token must not make the helper fetch keys");
 }
@@ -365,7 +406,11 @@ fn unknown_kid_refetches_the_keys_once_and_a_burst_does_not_hammer_the_provider(
     assert_eq!(idp.stats()["jwks"], 1);
 
     let rotated = idp.mint(json!({"kid": "rotated-key"}));
-    refused(&sb, &[("LPEXEC_ID_TOKEN", &rotated)], "the token is signed with key \"rotated-key\", which the issuer does not publish");
+    refused(
+        &sb,
+        &[("LPEXEC_ID_TOKEN", &rotated)],
+        "the token is signed with key \"rotated-key\", which the issuer does not publish",
+    );
     assert_eq!(idp.stats()["jwks"], 2, "exactly one refetch");
 
     // A burst of eight at once: no further fetch.
@@ -395,7 +440,11 @@ fn pinned_jwks_file_is_used_without_fetching() {
     sb.config(&issuer_toml("corp", &idp.issuer, "jwks_file = \"/etc/lpexec/corp-jwks.json\"\n"));
     sb.policy(&oidc_policy());
     sb.lp_env(ALICE, &[("LPEXEC_ID_TOKEN", &idp.mint(json!({"alg": "EdDSA"})))], &["id"]).assert_code(0);
-    refused(&sb, &[("LPEXEC_ID_TOKEN", &idp.mint(json!({"kid": "rotated-key"})))], "which the issuer does not publish");
+    refused(
+        &sb,
+        &[("LPEXEC_ID_TOKEN", &idp.mint(json!({"kid": "rotated-key"})))],
+        "which the issuer does not publish",
+    );
     let s = idp.stats();
     assert_eq!((s["discovery"].as_u64(), s["jwks"].as_u64()), (Some(0), Some(fetched_by_the_test)), "{s}");
     // The pinned file must be root's like all configuration.

@@ -44,7 +44,9 @@ impl Key {
                 let p = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public());
                 json!({"kty": "RSA", "kid": kid, "n": b(&p.n), "e": b(&p.e)})
             }
-            Key::Ed(k) => json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b(k.public_key().as_ref())}),
+            Key::Ed(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b(k.public_key().as_ref())})
+            }
             Key::Ec(k, crv) => {
                 let p = k.public_key().as_ref();
                 let n = (p.len() - 1) / 2;
@@ -137,7 +139,10 @@ fn hs256_signed_with_the_issuers_public_key_is_refused() {
     let secret = rsa.jwk("r").to_string();
     let h = b(br#"{"alg":"HS256","kid":"r"}"#);
     let p = b(claims().to_string().as_bytes());
-    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()), format!("{h}.{p}").as_bytes());
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+        format!("{h}.{p}").as_bytes(),
+    );
     let t = format!("{h}.{p}.{}", b(tag.as_ref()));
     assert!(matches!(parse(&t), Err(VerifyError::AlgSymmetric(a)) if a == "HS256"));
     for alg in ["HS384", "HS512", "hs256"] {
@@ -257,24 +262,43 @@ fn issuer_audience_and_azp() {
         c[k] = v;
         token(&ed, json!({"alg": "EdDSA", "kid": "e"}), &c)
     };
-    assert!(matches!(check(&with("iss", json!("https://id.example.com/")), &ks), Err(VerifyError::WrongIssuer { .. })));
+    assert!(matches!(
+        check(&with("iss", json!("https://id.example.com/")), &ks),
+        Err(VerifyError::WrongIssuer { .. })
+    ));
     assert!(matches!(check(&with("aud", json!("other")), &ks), Err(VerifyError::WrongAudience { .. })));
     assert_eq!(check(&with("aud", json!(["lpexec"])), &ks), Ok(()));
     // Several audiences: azp must name us.
-    assert!(matches!(check(&with("aud", json!(["lpexec", "other"])), &ks), Err(VerifyError::WrongAzp { .. })));
+    assert!(matches!(
+        check(&with("aud", json!(["lpexec", "other"])), &ks),
+        Err(VerifyError::WrongAzp { .. })
+    ));
     let mut c = claims();
     c["aud"] = json!(["lpexec", "other"]);
     c["azp"] = json!("lpexec");
     assert_eq!(check(&token(&ed, json!({"alg": "EdDSA", "kid": "e"}), &c), &ks), Ok(()));
     c["azp"] = json!("other");
-    assert!(matches!(check(&token(&ed, json!({"alg": "EdDSA", "kid": "e"}), &c), &ks), Err(VerifyError::WrongAzp { .. })));
+    assert!(matches!(
+        check(&token(&ed, json!({"alg": "EdDSA", "kid": "e"}), &c), &ks),
+        Err(VerifyError::WrongAzp { .. })
+    ));
     assert_eq!(check(&with("sub", json!("")), &ks), Err(VerifyError::MissingClaim("sub")));
 }
 
 #[test]
 fn malformed_tokens_are_refused_without_panicking() {
-    for t in ["", "garbage", "a.b", "a.b.c.d", "...", "e30.e30.", "e30.e30.AAAA", "!!!.e30.AAAA",
-              "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.AAAA", "eyJhbGciOiJSUzI1NiJ9=.e30.AAAA"] {
+    for t in [
+        "",
+        "garbage",
+        "a.b",
+        "a.b.c.d",
+        "...",
+        "e30.e30.",
+        "e30.e30.AAAA",
+        "!!!.e30.AAAA",
+        "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.AAAA",
+        "eyJhbGciOiJSUzI1NiJ9=.e30.AAAA",
+    ] {
         assert!(matches!(parse(t), Err(VerifyError::Malformed(_) | VerifyError::AlgUnsupported(_))), "{t:?}");
     }
     let big = "a".repeat(MAX_TOKEN + 1);
@@ -287,7 +311,8 @@ fn malformed_tokens_are_refused_without_panicking() {
 
 #[test]
 fn keyset_parsing_skips_unusable_entries() {
-    let ks = KeySet::parse(br#"{"keys":[{"kid":"no-kty"},{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"},7]}"#).unwrap();
+    let ks = KeySet::parse(br#"{"keys":[{"kid":"no-kty"},{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"},7]}"#)
+        .unwrap();
     assert_eq!(ks.keys.len(), 1);
     assert!(ks.has_kid("r"));
     assert!(KeySet::parse(b"[]").is_err());
