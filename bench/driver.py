@@ -10,7 +10,8 @@ Rounds are interleaved (A B C D, A B C D, ...) so machine noise spreads over all
 Usage: driver.py SPEC.json
   SPEC: {"mode": "latency"|"throughput", "rounds": N, "baseline": NAME, "versus": NAME,
          "file": PATH (throughput), "contenders": [{"name": ..., "argv": [...], "env": {...}}],
-         "rss": {"name": ..., "argv": [...], "fd3": "request json"} (optional)}
+         "rss": {"name": ..., "argv": [...], "fd3": "request json"} (optional),
+         "pairs": [[NAME, NAME], ...] (optional: print the ratio of their medians)}
 """
 
 import hashlib
@@ -130,6 +131,8 @@ def main():
         if fails[k]:
             line += f"  ({fails[k]} failed runs)"
         print(line)
+    for a, b in spec.get("pairs", []):
+        print(f"  ratio {a} / {b}: {med[a]/med[b]:.3f}x (medians)")
     if "rss" in spec:
         # Measured by GNU time, a small C parent: a child of this Python process would report
         # Python's own high-water mark (the kernel keeps the pre-exec peak in ru_maxrss).
