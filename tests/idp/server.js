@@ -11,6 +11,7 @@
 //   IDP_DEVICE_INTERVAL   add "interval" to the device authorization response (oidc-provider
 //                         sends none, which means 5 s); lets tests poll every second
 //   IDP_ID_TOKEN_ALG      RS256 (default) or EdDSA
+//   IDP_TLS_CERT, IDP_TLS_KEY   serve https with this certificate chain and key (PEM files)
 //
 // Accounts: any login name; alice is in groups sre and dev, bob in ops, others in none;
 // email <login>@example.com.
@@ -21,7 +22,9 @@
 //                     ("none"; "HS256-pubkey": HMAC keyed with the RSA public key PEM)
 //   GET  /test/stats  how often discovery and the JWK set were fetched
 
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 
@@ -38,10 +41,12 @@ const rsaPss = { ...rsa.privateKey.export({ format: 'jwk' }), kid: 'rsa-pss', al
 const groups = { alice: ['sre', 'dev'], bob: ['ops'] };
 const stats = { discovery: 0, jwks: 0, device: 0, token: 0 };
 
-const server = http.createServer();
+const tls = env.IDP_TLS_CERT
+  ? { cert: fs.readFileSync(env.IDP_TLS_CERT), key: fs.readFileSync(env.IDP_TLS_KEY) } : null;
+const server = tls ? https.createServer(tls) : http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const port = server.address().port;
-  const issuer = `http://${host}:${port}`;
+  const issuer = `${tls ? 'https' : 'http'}://${host}:${port}`;
   const clientId = 'lpexec';
 
   const provider = new Provider(issuer, {

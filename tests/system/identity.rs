@@ -466,3 +466,40 @@ fn an_unreachable_issuer_fails_closed() {
     drop(idp);
     refused(&sb, &[("LPEXEC_ID_TOKEN", &token)], "cannot get the issuer's signing keys");
 }
+
+#[test]
+fn https_issuer_with_its_ca_file_and_without_it() {
+    let sb = Sandbox::new("oidc-https");
+    let pki = sb.dir.join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    let (ca, chain, key) = test_pki(&pki);
+    let idp = Idp::start(&[
+        ("IDP_DEVICE_INTERVAL", "1"),
+        ("IDP_TLS_CERT", chain.to_str().unwrap()),
+        ("IDP_TLS_KEY", key.to_str().unwrap()),
+    ]);
+    assert!(idp.issuer.starts_with("https://127.0.0.1:"), "{}", idp.issuer);
+    sb.etc_file("corp-ca.pem", &read(&ca));
+    sb.config(&issuer_toml("corp", &idp.issuer, "ca_file = \"/etc/lpexec/corp-ca.pem\"\n"));
+    sb.policy(&oidc_policy());
+    let cache = cache_home(&sb, ALICE).display().to_string();
+    let env = [("XDG_CACHE_HOME", cache.as_str())];
+
+    let r = Running::start(&sb, ALICE, &env, &["login"]);
+    let code = r.user_code();
+    idp.complete_env(&code, "alice", "approve", &[("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())]);
+    r.wait(Duration::from_secs(30)).assert_code(0);
+    // The helper fetches the keys over https, trusting the issuer's ca_file.
+    let o = sb.lp_env(ALICE, &env, &["id", "-u"]);
+    o.assert_code(0);
+    assert_eq!(o.stdout.trim(), "0");
+    sb.expect_syslog(&["DECISION=allow", "ID=corp:alice@example.com"]);
+
+    // Without the CA the certificate is not trusted: the helper refuses (fail closed).
+    sb.config(&issuer_toml("corp", &idp.issuer, ""));
+    let _ = std::fs::remove_dir_all(sb.state.join("jwks"));
+    let o = sb.lp_env(ALICE, &env, &["id"]);
+    o.assert_code(125);
+    assert!(o.stderr.contains("cannot get the issuer's signing keys"), "{}", o.stderr);
+    assert!(o.stderr.to_lowercase().contains("certificate"), "{}", o.stderr);
+}

@@ -121,7 +121,14 @@ impl Idp {
     /// Completes (or aborts) a device flow as a person in a browser would.
     #[track_caller]
     pub fn complete(&self, user_code: &str, login: &str, action: &str) {
+        self.complete_env(user_code, login, action, &[]);
+    }
+
+    /// [`Idp::complete`] with extra environment (e.g. `NODE_EXTRA_CA_CERTS` for https).
+    #[track_caller]
+    pub fn complete_env(&self, user_code: &str, login: &str, action: &str, env: &[(&str, &str)]) {
         let o = Command::new("node")
+            .envs(env.iter().copied())
             .arg(idp_dir().join("complete-device.js"))
             .args([&self.issuer, user_code, login, action])
             .output()
@@ -248,4 +255,23 @@ pub fn login(sb: &Sandbox, idp: &Idp, user: &str, env: &[(&str, &str)], login_as
     let code = r.user_code();
     idp.complete(&code, login_as, "approve");
     r.wait(Duration::from_secs(30))
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it, in `dir`:
+/// `ca.pem`, `server.pem` (chain) and `server.key`. Returns (ca, chain, key) paths.
+pub fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd '{d}'
+         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=lpexec-test-ca \
+           -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign -keyout ca.key -out ca.pem
+         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr
+         printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out leaf.pem
+         cat leaf.pem ca.pem > server.pem
+         chmod 644 ca.pem server.pem"
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).output().expect("openssl");
+    assert!(o.status.success(), "openssl failed (is it installed?): {}", String::from_utf8_lossy(&o.stderr));
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
