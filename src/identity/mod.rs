@@ -100,3 +100,39 @@ pub fn now_unix() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let p = Presented {
+            issuer: Some("corp".into()),
+            token: "eyJsecret.payload.sig".into(),
+            from: TokenSource::Env,
+        };
+        let d = format!("{p:?}");
+        assert!(!d.contains("eyJsecret") && d.contains("<21 bytes>"), "{d}");
+    }
+
+    #[test]
+    fn identity_required_round_trips_and_absent_means_nothing() {
+        let r = HelperResponse {
+            identity_required: Some(IdentityRequired { issuer: "corp".into(), device_flow: true }),
+        };
+        let b = serde_json::to_vec(&r).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&b),
+            r#"{"identity_required":{"issuer":"corp","device_flow":true}}"#
+        );
+        assert_eq!(serde_json::from_slice::<HelperResponse>(&b).unwrap(), r);
+        assert_eq!(serde_json::from_slice::<HelperResponse>(b"{}").unwrap(), HelperResponse::default());
+    }
+
+    #[test]
+    fn printable_strips_control_characters() {
+        assert_eq!(printable("a\x1b[2Jb\n", 100), "a?[2Jb?");
+        assert_eq!(printable("abcdef", 3), "abc...");
+    }
+}

@@ -183,7 +183,27 @@ fn login_fails_clearly_when_the_device_code_expires() {
     let (sb, cache) = sandbox("oidc-expire", &idp, "");
     let o = sb.lp_env(ALICE, &[("XDG_CACHE_HOME", &cache)], &["login"]);
     o.assert_code(125);
-    assert!(o.stderr.contains("login to corp failed: the code expired"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(
+            "login to corp failed: the code expired before the login was completed (expired_token)"
+        ),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn without_an_interval_the_device_flow_polls_every_five_seconds() {
+    let stub = Idp::stub(&[("STUB_SCRIPT", "authorization_pending,expired_token")]);
+    let sb = Sandbox::new("oidc-interval");
+    sb.config(&issuer_toml("corp", &stub.issuer, ""));
+    let cache = cache_home(&sb, ALICE).display().to_string();
+    let o = sb.lp_env(ALICE, &[("XDG_CACHE_HOME", &cache)], &["login"]);
+    o.assert_code(125);
+    assert!(o.stderr.contains("(expired_token)"), "{}", o.stderr);
+    let p = stub.polls();
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0] >= 4.9 && p[1] - p[0] >= 4.9, "polls must be 5 s apart: {p:?}");
 }
 
 #[test]
