@@ -413,7 +413,7 @@ pub fn verify_signature(t: &Parsed, keys: &KeySet) -> Result<(), VerifyError> {
             // one that fits the algorithm is meant.
             let fitting: Vec<&Jwk> = named.iter().copied().filter(|k| k.fits(t.alg).is_ok()).collect();
             if fitting.is_empty() {
-                let why = named[0].fits(t.alg).err().unwrap_or_default();
+                let why = named.first().and_then(|k| k.fits(t.alg).err()).unwrap_or_default();
                 return Err(VerifyError::KeyMismatch { kid: shown(kid), alg: t.alg.name(), why });
             }
             fitting
