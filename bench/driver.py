@@ -11,7 +11,8 @@ Usage: driver.py SPEC.json
   SPEC: {"mode": "latency"|"throughput"|"keystroke", "rounds": N, "baseline": NAME,
          "versus": NAME or [NAMES],
          "file": PATH (throughput), "contenders": [{"name": ..., "argv": [...], "env": {...}}],
-         "rss": {"name": ..., "argv": [...], "fd3": "request json"} (optional)}
+         "rss": {"name": ..., "argv": [...], "fd3": "request json"} (optional),
+         "pairs": [[NAME, NAME], ...] (optional: print the ratio of their medians)}
 """
 
 import hashlib
@@ -194,6 +195,8 @@ def main():
         if fails[k]:
             line += f"  ({fails[k]} failed runs)"
         print(line)
+    for a, b in spec.get("pairs", []):
+        print(f"  ratio {a} / {b}: {med[a]/med[b]:.3f}x (medians)")
     if "rss" in spec:
         # Measured by GNU time, a small C parent: a child of this Python process would report
         # Python's own high-water mark (the kernel keeps the pre-exec peak in ru_maxrss).

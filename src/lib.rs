@@ -11,6 +11,7 @@ pub mod common;
 pub mod exec;
 pub mod front;
 pub mod helper;
+pub mod identity;
 pub mod policy;
 pub mod record;
 #[allow(unsafe_code)]

@@ -334,7 +334,7 @@ pub(super) fn run(
             match chan.recv() {
                 Ok(Some(Msg::Stopped(sig))) => {
                     s.cmd_stopped = true;
-                    s.suspend(sig, self_pid);
+                    s.suspend(sig);
                     let _ = resize(&s, observer);
                 }
                 Ok(Some(Msg::Exited(c))) => outcome = Some(Outcome::Exited(c)),
@@ -436,15 +436,18 @@ impl Session<'_> {
 
     /// The command stopped: give the caller their terminal back and stop ourselves and our
     /// process group (the front end) the same way, as a Ctrl-Z at the shell would.
-    fn suspend(&mut self, sig: Signal, self_pid: i32) {
+    ///
+    /// The whole process group — the front end and this helper together — is stopped by one
+    /// signal: the shell only watches the front end, so a helper stopping itself afterwards
+    /// could receive the shell's SIGCONT (a quick `fg`) before its own stop, and then stay
+    /// stopped for good.
+    fn suspend(&mut self, sig: Signal) {
         self.restore_terminal();
-        let _ = self_pid;
         let group_sig = match sig {
             Signal::SIGTTIN | Signal::SIGTTOU | Signal::SIGTSTP => sig,
             _ => Signal::SIGTSTP,
         };
-        let _ = process::signal_group(process::own_group(), group_sig);
-        let _ = process::signal_process(process::getpid(), Signal::SIGSTOP);
+        process::stop_group_with(group_sig);
         // Continued (fg/bg): pick up where we were.
         self.resume();
     }

@@ -5,6 +5,7 @@
 mod audit;
 mod check;
 pub mod cli;
+mod identity;
 mod run;
 
 use clap::Parser;
@@ -50,6 +51,9 @@ fn dispatch(cli: Cli) -> i32 {
             audit::replay(&session, speed, idle_limit, print)
         }
         Some(Verb::Verify { session }) => audit::verify(&session),
+        Some(Verb::Login { issuer }) => identity::login(issuer),
+        Some(Verb::Logout { issuer }) => identity::logout(issuer),
+        Some(Verb::Whoami) => identity::whoami(),
         Some(v) => fail(&format!("`{}` is not available in this build", verb_name(&v))),
         None if cli.list => run::query(Mode::List, Vec::new(), None, cli.role),
         None if cli.command.is_empty() => {
@@ -59,7 +63,7 @@ fn dispatch(cli: Cli) -> i32 {
             125
         }
         None => match run::utf8_args(cli.command) {
-            Ok(argv) => run::run(argv, cli.user, cli.role, cli.reason),
+            Ok(argv) => run::run(argv, cli.user, cli.role, cli.reason, cli.non_interactive),
             Err(msg) => fail(&msg),
         },
     }

@@ -36,7 +36,6 @@ fn helper_path() -> std::path::PathBuf {
 pub struct HelperResult {
     pub status: ChildState,
     /// What the helper wrote back on the request channel.
-    #[allow(dead_code)]
     pub response: Vec<u8>,
 }
 
@@ -48,6 +47,7 @@ pub fn invoke(req: &Request) -> Result<HelperResult, String> {
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
         .map_err(|e| format!("socketpair: {}", e.desc()))?;
     let envp: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != "LPEXEC_ID_TOKEN" && k != "LPEXEC_ID_TOKEN_FILE")
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -80,31 +80,55 @@ fn request(
     role: Option<String>,
     reason: Option<String>,
 ) -> Request {
-    Request { version: VERSION, mode, argv, user, role, reason }
+    Request { version: VERSION, mode, argv, user, role, reason, id_tokens: Vec::new() }
 }
 
 /// `lpexec list` and `lpexec explain`: the helper prints; its status is ours.
 pub fn query(mode: Mode, argv: Vec<String>, user: Option<String>, role: Option<String>) -> i32 {
-    match invoke(&request(mode, argv, user, role, None)) {
+    let mut req = request(mode, argv, user, role, None);
+    if let Err(e) = super::identity::attach_tokens(&mut req) {
+        return super::fail(&e);
+    }
+    match invoke(&req) {
         Ok(HelperResult { status: ChildState::Exited(c), .. }) => c,
         Ok(_) => 125,
         Err(e) => super::fail(&e),
     }
 }
 
-/// `lpexec COMMAND...`: run it, then exit the way it did.
-pub fn run(argv: Vec<String>, user: Option<String>, role: Option<String>, reason: Option<String>) -> i32 {
-    // If the helper is killed while the terminal is raw, put the terminal back.
+/// `lpexec COMMAND...`: run it, then exit the way it did. When the helper answers that the
+/// run needs an identity, log in (interactive only) and try once more.
+pub fn run(
+    argv: Vec<String>,
+    user: Option<String>,
+    role: Option<String>,
+    reason: Option<String>,
+    non_interactive: bool,
+) -> i32 {
     let saved = crate::system::term::get_attrs(fd::stdio(0)).ok();
-    match invoke(&request(Mode::Run, argv, user, role, reason)) {
-        Ok(HelperResult { status: ChildState::Exited(c), .. }) => c,
-        Ok(HelperResult { status: ChildState::Signaled(s, _), .. }) => {
-            if let Some(t) = &saved {
-                let _ = crate::system::term::set_attrs(fd::stdio(0), t);
-            }
-            process::die_by_signal(s)
+    let mut req = request(Mode::Run, argv, user, role, reason);
+    let mut tried_login = false;
+    loop {
+        if let Err(e) = super::identity::attach_tokens(&mut req) {
+            return super::fail(&e);
         }
-        Ok(_) => 125,
-        Err(e) => super::fail(&e),
+        match invoke(&req) {
+            Ok(HelperResult { status: ChildState::Exited(125), response }) if !response.is_empty() => {
+                match super::identity::on_identity_required(&response, &req, non_interactive, tried_login) {
+                    super::identity::Next::Retry => tried_login = true,
+                    super::identity::Next::Exit(c) => return c,
+                }
+            }
+            Ok(HelperResult { status: ChildState::Exited(c), .. }) => return c,
+            Ok(HelperResult { status: ChildState::Signaled(s, _), .. }) => {
+                // If the helper was killed while the terminal was raw, put the terminal back.
+                if let Some(t) = &saved {
+                    let _ = crate::system::term::set_attrs(fd::stdio(0), t);
+                }
+                process::die_by_signal(s)
+            }
+            Ok(_) => return 125,
+            Err(e) => return super::fail(&e),
+        }
     }
 }

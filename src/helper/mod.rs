@@ -8,6 +8,7 @@
 
 mod env;
 mod explain;
+mod identity;
 pub mod load;
 pub mod log;
 mod recording;
@@ -150,7 +151,7 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
         Err(nix::errno::Errno::EFBIG) => {
             return ctx.refuse(
                 &format!(
-                    "the request is too large (more than {} bytes of command line)",
+                    "the request is too large (more than {} bytes of command line and ID tokens)",
                     request::MAX_REQUEST
                 ),
                 None,
@@ -158,7 +159,6 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
         }
         Err(e) => return ctx.refuse(&format!("cannot read the request: {}", e.desc()), None),
     };
-    drop(control);
     let req = match Request::decode(&bytes) {
         Ok(r) => r,
         Err(e) => return ctx.refuse(&e, None),
@@ -196,7 +196,10 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
     if cfg.facility != crate::common::config::Facility::Authpriv {
         ctx.log = Syslog::open(cfg.facility);
     }
-    let identity = Identity::unix_only(caller);
+    let identity = match identity::verify(&mut ctx, &cfg, caller, &req.id_tokens) {
+        Ok(id) => id,
+        Err(exit) => return exit,
+    };
 
     // 5. What exactly is asked.
     let world = SystemWorld { secure_path: cfg.secure_path.clone() };
@@ -238,6 +241,11 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
     if req.mode == Mode::Explain {
         return explain::explain(&decision, &command, args, &cfg);
     }
+    if let Some(issuer) = policy::identity_required(&pol, &identity, &preq, &decision, &world) {
+        let target = decision.target.as_ref().map_or("-", |t| t.name.as_str());
+        return identity::required(&mut ctx, &cfg, issuer, &identity, target, &control);
+    }
+    drop(control);
     decide_and_run(
         &mut ctx,
         Run {

@@ -46,6 +46,9 @@ pub struct Request {
     /// `--reason TEXT`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// ID tokens the caller presents (from `lpexec login` or a CI job); verified by the helper.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_tokens: Vec<crate::identity::Presented>,
 }
 
 impl Request {
@@ -100,6 +103,7 @@ mod tests {
             user: None,
             role: None,
             reason: None,
+            id_tokens: Vec::new(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! compile) denies: an evaluation error must never turn into "no deny rule matched".
 
 pub mod cases;
+pub mod needs;
 pub mod world;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use crate::common::identity::{Identity, OidcIdentity};
 use crate::common::policy::{Action, ArgsSpec, CommandSpec, Member, Policy, Role, Rule};
 use crate::common::quote;
 
+pub use needs::identity_required;
 pub use world::{SystemWorld, World};
 
 /// A resolved target account.

@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -22,14 +21,12 @@ use crate::common::config::{OnError, Recording};
 use crate::common::session;
 use crate::common::timefmt::Utc;
 use crate::exec::{Observer, Stream};
-use crate::system::fs;
+use crate::system::fs::{self, TrustedDir};
 
-/// Where a session's files go.
+/// Where a session's files go: the date directory, opened once (so it cannot be swapped).
 pub struct Placement {
-    pub dir: PathBuf,
-    dirfd: OwnedFd,
+    dir: TrustedDir,
     pub id: String,
-    gid: Option<u32>,
     file_mode: u32,
 }
 
@@ -38,38 +35,32 @@ impl Placement {
     pub fn prepare(cfg: &Recording, id: &str) -> Result<Placement, String> {
         let gid = cfg.group.as_deref().map(crate::system::user::group_id).transpose()?;
         let date = session::date_dir(id).ok_or("invalid session id")?;
-        let dir = cfg.dir.join(&date);
         let dir_mode = if gid.is_some() { 0o750 } else { 0o700 };
-        let dirfd = fs::secure_mkdir_p(&dir, fs::DirMode { gid, mode: dir_mode })?;
-        Ok(Placement {
-            dir,
-            dirfd,
-            id: id.to_string(),
-            gid,
-            file_mode: if gid.is_some() { 0o640 } else { 0o600 },
-        })
+        let dir = TrustedDir::open_with(&cfg.dir.join(&date), fs::DirMode { gid, mode: dir_mode })?;
+        Ok(Placement { dir, id: id.to_string(), file_mode: if gid.is_some() { 0o640 } else { 0o600 } })
     }
 
     pub fn cast_path(&self) -> PathBuf {
-        self.dir.join(format!("{}.cast", self.id))
+        self.dir.path().join(format!("{}.cast", self.id))
     }
 
     fn create(&self, name: &str) -> Result<File, String> {
-        fs::create_new(&self.dirfd, name, self.file_mode, self.gid, &self.dir.join(name))
+        self.dir.create_file(name, self.file_mode)
     }
 }
 
 /// Publishes the host's public key as `{dir}/host-key.pub` if it is not there already.
 pub fn publish_key(cfg: &Recording, key: &ed25519_dalek::SigningKey) -> Result<(), String> {
     let gid = cfg.group.as_deref().map(crate::system::user::group_id).transpose()?;
-    let dirfd =
-        fs::secure_mkdir_p(&cfg.dir, fs::DirMode { gid, mode: if gid.is_some() { 0o750 } else { 0o700 } })?;
+    let dir = TrustedDir::open_with(
+        &cfg.dir,
+        fs::DirMode { gid, mode: if gid.is_some() { 0o750 } else { 0o700 } },
+    )?;
     let text = format!("{}\n", seal::public_key_text(&key.verifying_key()));
-    let shown = cfg.dir.join(seal::PUB_FILE);
-    if fs::read_in(&dirfd, seal::PUB_FILE, 256, &shown).ok().flatten().as_deref() == Some(text.as_bytes()) {
+    if dir.read(seal::PUB_FILE, 256).ok().flatten().as_deref() == Some(text.as_bytes()) {
         return Ok(());
     }
-    fs::replace_file(&dirfd, seal::PUB_FILE, text.as_bytes(), 0o644, gid, &shown)
+    dir.write(seal::PUB_FILE, text.as_bytes(), 0o644)
 }
 
 const STREAMS: usize = 4; // tty, stdout, stderr, input
@@ -315,7 +306,7 @@ impl<'m> Recorder<'m> {
         let name = format!("{}.json", self.place.id);
         let mut f = self.place.create(&name)?;
         f.write_all(&text)
-            .map_err(|e| format!("cannot write {}: {e}", self.place.dir.join(&name).display()))?;
+            .map_err(|e| format!("cannot write {}: {e}", self.place.dir.path().join(&name).display()))?;
         Ok((path, sha))
     }
 

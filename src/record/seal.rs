@@ -27,45 +27,23 @@ pub fn public_key_text(k: &VerifyingKey) -> String {
     format!("ed25519:{}", b64(k.as_bytes()))
 }
 
-/// The host key: loaded from the state directory, or created there (exclusively, so two
-/// helpers racing agree on one key).
+/// The host key: loaded from the state directory, or created there (exclusively and whole,
+/// so two helpers racing agree on one key).
 pub fn host_key(state_dir: &Path) -> Result<SigningKey, String> {
-    let dir = fs::secure_mkdir_p(state_dir, fs::DirMode { gid: None, mode: 0o755 })?;
+    let dir = fs::TrustedDir::open(state_dir)?;
     let shown = state_dir.join(KEY_FILE);
     for _ in 0..3 {
-        if let Some(bytes) = fs::read_in(&dir, KEY_FILE, 64, &shown)? {
+        if let Some(bytes) = dir.read(KEY_FILE, 64)? {
             let seed: [u8; 32] =
                 bytes.try_into().map_err(|_| format!("{} is not a 32-byte Ed25519 key", shown.display()))?;
             return Ok(SigningKey::from_bytes(&seed));
         }
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| format!("no randomness for a host key: {e}"))?;
-        // Written under a temporary name and linked into place, so nobody ever reads half a key.
-        let tmp = format!(".{KEY_FILE}.{}", std::process::id());
-        {
-            use std::io::Write;
-            let mut f = fs::create_new(&dir, &tmp, 0o600, None, &shown)?;
-            f.write_all(&seed)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", shown.display()))?;
+        if dir.create_new(KEY_FILE, &seed, 0o600)? {
+            return Ok(SigningKey::from_bytes(&seed));
         }
-        let linked = nix::unistd::linkat(
-            std::os::fd::AsFd::as_fd(&dir),
-            tmp.as_str(),
-            std::os::fd::AsFd::as_fd(&dir),
-            KEY_FILE,
-            nix::fcntl::AtFlags::empty(),
-        );
-        let _ = nix::unistd::unlinkat(
-            std::os::fd::AsFd::as_fd(&dir),
-            tmp.as_str(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        );
-        match linked {
-            Ok(()) => return Ok(SigningKey::from_bytes(&seed)),
-            Err(nix::errno::Errno::EEXIST) => continue, // another helper won; read its key
-            Err(e) => return Err(format!("cannot create {}: {}", shown.display(), e.desc())),
-        }
+        // Another helper won the race; read its key.
     }
     Err(format!("cannot create {}", shown.display()))
 }

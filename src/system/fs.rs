@@ -204,83 +204,144 @@ pub fn secure_mkdir_p(path: &Path, mode: DirMode) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// Creates `name` in the trusted directory `dir`: exclusively (never an existing file),
-/// never through a symlink, owned by root and `gid`, with `mode` (set explicitly, whatever the
-/// umask).
-pub fn create_new(
-    dir: &OwnedFd,
-    name: &str,
-    mode: u32,
+/// A trusted directory (state, recordings), opened once through [`secure_mkdir_p`]: every file
+/// in it is read and written relative to that descriptor, never following a symlink, so a
+/// directory renamed or replaced after opening cannot redirect anything
+/// (CVE-2021-23239/23240 class). Files are root-owned (group `gid` where given).
+pub struct TrustedDir {
+    fd: OwnedFd,
+    path: PathBuf,
     gid: Option<u32>,
-    shown: &Path,
-) -> Result<File, String> {
-    let fd = openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::from_bits_truncate(mode),
-    )
-    .map_err(|e| format!("cannot create {}: {}", shown.display(), e.desc()))?;
-    fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(gid.unwrap_or(0))))
-        .map_err(|e| format!("cannot chown {}: {}", shown.display(), e.desc()))?;
-    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode))
-        .map_err(|e| format!("cannot chmod {}: {}", shown.display(), e.desc()))?;
-    Ok(File::from(fd))
 }
 
-/// Replaces `name` in the trusted directory `dir` with `bytes`, atomically (a temporary file
-/// renamed over it).
-pub fn replace_file(
-    dir: &OwnedFd,
-    name: &str,
-    bytes: &[u8],
-    mode: u32,
-    gid: Option<u32>,
-    shown: &Path,
-) -> Result<(), String> {
-    use std::io::Write;
-    let mut r = [0u8; 6];
-    let _ = getrandom::fill(&mut r);
-    let tmp = format!(".{name}.{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let mut f = create_new(dir, &tmp, mode, gid, shown)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    let renamed = written.map_err(|e| e.to_string()).and_then(|()| {
-        nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(|e| e.desc().to_string())
-    });
-    if let Err(e) = renamed {
-        let _ = nix::unistd::unlinkat(dir.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
-        return Err(format!("cannot write {}: {e}", shown.display()));
+/// Names in a trusted directory are plain names chosen by lpexec (never a path from input);
+/// names starting with '.' are kept for temporary files.
+fn plain_name(name: &str) -> Result<&str, String> {
+    if name.is_empty() || name.starts_with('.') || name.contains('/') || name.contains('\0') {
+        return Err(format!("invalid file name {name:?}"));
     }
-    Ok(())
+    Ok(name)
 }
 
-/// Reads `name` from the trusted directory `dir` (no symlinks; must be a root-owned regular file
-/// not writable by others). `Ok(None)` if absent.
-pub fn read_in(dir: &OwnedFd, name: &str, limit: u64, shown: &Path) -> Result<Option<Vec<u8>>, String> {
-    let fd = match openat(
-        dir.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(describe_open_error(e, shown)),
-    };
-    let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
-    if !is_kind(&st, SFlag::S_IFREG) {
-        return Err(format!("{} is not a regular file", shown.display()));
+impl TrustedDir {
+    /// Opens (creating if needed) a root-only state directory (0700).
+    pub fn open(path: &Path) -> Result<TrustedDir, String> {
+        TrustedDir::open_with(path, DirMode { gid: None, mode: 0o700 })
     }
-    check_trusted(&st, shown, None)?;
-    let mut buf = Vec::new();
-    File::from(fd)
-        .take(limit + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
-    if buf.len() as u64 > limit {
-        return Err(format!("{} is larger than {limit} bytes", shown.display()));
+
+    /// Opens (creating missing components with `mode`) a trusted directory.
+    pub fn open_with(path: &Path, mode: DirMode) -> Result<TrustedDir, String> {
+        let fd = secure_mkdir_p(path, mode)?;
+        Ok(TrustedDir { fd, path: path.to_path_buf(), gid: mode.gid })
     }
-    Ok(Some(buf))
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads a file of at most `limit` bytes. `Ok(None)` when it does not exist; an error when
+    /// it is not a root-owned regular file that only root may write.
+    pub fn read(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+        let shown = self.path.join(plain_name(name)?);
+        let fd = match open_child(
+            &self.fd,
+            name.as_ref(),
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            &shown,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(describe_open_error(e, &shown)),
+        };
+        let st = fstat(&fd).map_err(|e| format!("cannot stat {}: {}", shown.display(), e.desc()))?;
+        if !is_kind(&st, SFlag::S_IFREG) {
+            return Err(format!("{} is not a regular file", shown.display()));
+        }
+        check_trusted(&st, &shown, self.gid)?;
+        let mut buf = Vec::new();
+        File::from(fd)
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("cannot read {}: {e}", shown.display()))?;
+        if buf.len() as u64 > limit {
+            return Err(format!("{} is larger than {limit} bytes", shown.display()));
+        }
+        Ok(Some(buf))
+    }
+
+    /// Creates `name` exclusively (never an existing file, never through a symlink), owned by
+    /// root and the directory's group, with `mode` whatever the umask.
+    fn create_raw(&self, name: &str, mode: u32) -> Result<OwnedFd, Errno> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(self.fd.as_fd(), name, flags, Mode::from_bits_truncate(mode))?;
+        // Created with the helper's effective uid (root) but its real gid: make it root's.
+        let owned = fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(self.gid.unwrap_or(0))))
+            .and_then(|()| nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode)));
+        if let Err(e) = owned {
+            let _ = nix::unistd::unlinkat(self.fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        Ok(fd)
+    }
+
+    /// A new file to stream into (a recording).
+    pub fn create_file(&self, name: &str, mode: u32) -> Result<File, String> {
+        let shown = self.path.join(plain_name(name)?);
+        self.create_raw(name, mode)
+            .map(File::from)
+            .map_err(|e| format!("cannot create {}: {}", shown.display(), e.desc()))
+    }
+
+    /// Writes `data` to a new temporary file (fsync'd) and returns its name.
+    fn temp_with(&self, name: &str, data: &[u8], mode: u32) -> Result<String, Errno> {
+        let mut r = [0u8; 6];
+        let _ = getrandom::fill(&mut r);
+        let tmp = format!(".{name}.{}.tmp", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let fd = self.create_raw(&tmp, mode)?;
+        let written = super::fd::write_all(fd.as_fd(), data).and_then(|()| nix::unistd::fsync(&fd));
+        if let Err(e) = written {
+            let _ =
+                nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        Ok(tmp)
+    }
+
+    /// Replaces a file atomically: readers see the old or the new content, never a mix.
+    pub fn write(&self, name: &str, data: &[u8], mode: u32) -> Result<(), String> {
+        let shown = self.path.join(plain_name(name)?);
+        let tmp = self
+            .temp_with(name, data, mode)
+            .map_err(|e| format!("cannot write {}: {}", shown.display(), e.desc()))?;
+        nix::fcntl::renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name).map_err(|e| {
+            let _ =
+                nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+            format!("cannot write {}: {}", shown.display(), e.desc())
+        })
+    }
+
+    /// Creates a file only if it does not exist yet, complete or not at all (written aside,
+    /// then linked into place): of several processes racing, exactly one gets `Ok(true)`, and
+    /// no reader ever sees it half-written.
+    pub fn create_new(&self, name: &str, data: &[u8], mode: u32) -> Result<bool, String> {
+        let shown = self.path.join(plain_name(name)?);
+        let tmp = self
+            .temp_with(name, data, mode)
+            .map_err(|e| format!("cannot create {}: {}", shown.display(), e.desc()))?;
+        let linked = nix::unistd::linkat(
+            self.fd.as_fd(),
+            tmp.as_str(),
+            self.fd.as_fd(),
+            name,
+            nix::fcntl::AtFlags::empty(),
+        );
+        let _ = nix::unistd::unlinkat(self.fd.as_fd(), tmp.as_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(format!("cannot create {}: {}", shown.display(), e.desc())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 
 pub mod fd;
 pub mod fs;
+pub mod interrupt;
+pub mod private;
 pub mod process;
 pub mod signal;
 pub mod term;

@@ -339,3 +339,25 @@ pub fn wait_exit(pid: Pid) -> Result<ChildState, Errno> {
         }
     }
 }
+
+/// How many threads this process has (`/proc/self/status`); 0 if it cannot tell. The helper
+/// checks that it is still single-threaded before it forks.
+pub fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
+/// Stops the caller's whole process group, this process included, with one job-control
+/// signal (normally blocked here and received through a signalfd): it is unblocked just for
+/// the moment of the `killpg`, so the kernel stops every member at once, and blocked again
+/// once a SIGCONT has resumed us.
+pub fn stop_group_with(sig: Signal) {
+    let mut set = SigSet::empty();
+    set.add(sig);
+    let _ = set.thread_unblock();
+    let _ = nix::sys::signal::killpg(nix::unistd::getpgrp(), sig);
+    // Stopped here until continued.
+    let _ = set.thread_block();
+}

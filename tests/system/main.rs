@@ -5,5 +5,7 @@ mod admin;
 mod cli;
 mod core;
 mod harness;
+mod identity;
+mod idp;
 mod record;
 mod terminal;
