@@ -224,6 +224,17 @@ impl ApprovalRequest {
     }
 }
 
+/// The helper's answer on descriptor 3 when a run needs approval: what to submit, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalNeeded {
+    /// `[approval] url` of the helper's configuration.
+    pub url: String,
+    /// `[approval] wait_timeout`, in seconds.
+    pub wait_timeout: u64,
+    pub request: ApprovalRequest,
+}
+
 /// One approval, as bound into the token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -30,7 +30,7 @@ const REFRESH_MARGIN: i64 = 30;
 /// Largest `LPEXEC_ID_TOKEN_FILE` read (the helper bounds tokens itself, and says so).
 const MAX_TOKEN_FILE: u64 = 1024 * 1024;
 
-fn config() -> Result<Config, String> {
+pub(super) fn config() -> Result<Config, String> {
     load::config(&paths::config_file(), Access::Secure)
 }
 
@@ -158,7 +158,7 @@ pub fn on_identity_required(
     non_interactive: bool,
     tried_login: bool,
 ) -> Next {
-    let Ok(HelperResponse { identity_required: Some(need) }) =
+    let Ok(HelperResponse { identity_required: Some(need), .. }) =
         serde_json::from_slice::<HelperResponse>(response)
     else {
         return Next::Exit(125);

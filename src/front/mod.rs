@@ -2,6 +2,7 @@
 //! needs, starts the helper with the request on descriptor 3, and passes its exit status on.
 //! It never decides anything; the helper decides.
 
+mod approval;
 mod audit;
 mod check;
 pub mod cli;
@@ -54,7 +55,9 @@ fn dispatch(cli: Cli) -> i32 {
         Some(Verb::Login { issuer }) => identity::login(issuer),
         Some(Verb::Logout { issuer }) => identity::logout(issuer),
         Some(Verb::Whoami) => identity::whoami(),
-        Some(v) => fail(&format!("`{}` is not available in this build", verb_name(&v))),
+        Some(Verb::Requests) => approval::requests(),
+        Some(Verb::Approve { id, comment, yes }) => approval::act(&id, true, comment, yes),
+        Some(Verb::Deny { id, comment }) => approval::act(&id, false, comment, false),
         None if cli.list => run::query(Mode::List, Vec::new(), None, cli.role),
         None if cli.command.is_empty() => {
             eprintln_safe!(
@@ -66,23 +69,6 @@ fn dispatch(cli: Cli) -> i32 {
             Ok(argv) => run::run(argv, cli.user, cli.role, cli.reason, cli.non_interactive),
             Err(msg) => fail(&msg),
         },
-    }
-}
-
-fn verb_name(v: &Verb) -> &'static str {
-    match v {
-        Verb::List { .. } => "list",
-        Verb::Explain(_) => "explain",
-        Verb::Login { .. } => "login",
-        Verb::Logout { .. } => "logout",
-        Verb::Whoami => "whoami",
-        Verb::Requests => "requests",
-        Verb::Approve { .. } => "approve",
-        Verb::Deny { .. } => "deny",
-        Verb::Sessions(_) => "sessions",
-        Verb::Replay { .. } => "replay",
-        Verb::Verify { .. } => "verify",
-        Verb::Check(_) => "check",
     }
 }
 

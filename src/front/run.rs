@@ -9,6 +9,7 @@ use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType, shutdown, so
 
 use crate::common::paths;
 use crate::helper::request::{Mode, Request, VERSION};
+use crate::identity::HelperResponse;
 use crate::system::fd;
 use crate::system::process::{self, ChildState};
 
@@ -80,7 +81,7 @@ fn request(
     role: Option<String>,
     reason: Option<String>,
 ) -> Request {
-    Request { version: VERSION, mode, argv, user, role, reason, id_tokens: Vec::new() }
+    Request { version: VERSION, mode, argv, user, role, reason, id_tokens: Vec::new(), approval_token: None }
 }
 
 /// `lpexec list` and `lpexec explain`: the helper prints; its status is ours.
@@ -114,6 +115,16 @@ pub fn run(
         }
         match invoke(&req) {
             Ok(HelperResult { status: ChildState::Exited(125), response }) if !response.is_empty() => {
+                if let Ok(HelperResponse { approval_required: Some(need), .. }) = serde_json::from_slice(&response) {
+                    if req.approval_token.is_some() {
+                        return 125; // the helper asked again: do not loop
+                    }
+                    match super::approval::obtain(&need, &req.id_tokens, non_interactive) {
+                        Ok(token) => req.approval_token = Some(token),
+                        Err(code) => return code,
+                    }
+                    continue;
+                }
                 match super::identity::on_identity_required(&response, &req, non_interactive, tried_login) {
                     super::identity::Next::Retry => tried_login = true,
                     super::identity::Next::Exit(c) => return c,

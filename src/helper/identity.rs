@@ -50,6 +50,7 @@ pub(super) fn required(
     let device_flow = cfg.issuer(issuer).is_some_and(|i| i.device_flow);
     let resp = HelperResponse {
         identity_required: Some(IdentityRequired { issuer: issuer.to_string(), device_flow }),
+        approval_required: None,
     };
     let sent = serde_json::to_vec(&resp)
         .ok()

@@ -6,6 +6,7 @@
 //! Single-threaded, no async runtime, fails closed: any error before the command starts
 //! refuses with status 125 and a syslog line.
 
+mod approval;
 mod env;
 mod explain;
 mod identity;
@@ -21,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use crate::common::config::{Config, OnError};
 use crate::common::identity::Identity;
+use crate::approval::token;
 use crate::common::{duration, quote, session};
 use crate::exec::{self, Outcome};
 use crate::policy::{self, Decision, SystemWorld, Target, Verdict};
@@ -87,6 +89,8 @@ struct Ctx {
     pwd: String,
     command: String,
     reason: Option<String>,
+    /// The approval this run goes ahead on: id and approvers.
+    approval: Option<(String, String)>,
     log: Syslog,
 }
 
@@ -104,6 +108,10 @@ impl Ctx {
         ]);
         if let Some(r) = &self.reason {
             f.push(("REASON", r.clone()));
+        }
+        if let Some((id, who)) = &self.approval {
+            f.push(("APPROVAL", id.clone()));
+            f.push(("APPROVERS", who.clone()));
         }
         f
     }
@@ -144,6 +152,7 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
         pwd: String::new(),
         command: String::new(),
         reason: None,
+        approval: None,
         log: Syslog::open(crate::common::config::Facility::Authpriv),
     };
     let bytes = match fd::read_to_end_limited(std::os::fd::AsFd::as_fd(&control), request::MAX_REQUEST) {
@@ -245,7 +254,6 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
         let target = decision.target.as_ref().map_or("-", |t| t.name.as_str());
         return identity::required(&mut ctx, &cfg, issuer, &identity, target, &control);
     }
-    drop(control);
     decide_and_run(
         &mut ctx,
         Run {
@@ -257,6 +265,7 @@ fn run(caller_env: Vec<(String, String)>, control: Option<std::os::fd::OwnedFd>)
             caller_env: &caller_env,
             caller_umask,
             limits,
+            control: Some(control),
         },
     )
 }
@@ -270,9 +279,12 @@ struct Run<'a> {
     caller_env: &'a [(String, String)],
     caller_umask: u32,
     limits: SavedLimits,
+    /// The request channel, for an approval request; closed before the command runs.
+    control: Option<std::os::fd::OwnedFd>,
 }
 
-fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
+fn decide_and_run(ctx: &mut Ctx, mut r: Run<'_>) -> Exit {
+    let control = r.control.take();
     let d = &r.decision;
     let role_name = d.role().map_or("-".to_string(), |ro| ro.name.clone());
     let target_name = d.target.as_ref().map_or("-".to_string(), |t| t.name.clone());
@@ -280,26 +292,16 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
     let rule_at = d.rule.map(|x| x.rule.origin.to_string());
     let mut fields = ctx.fields(&role_name, &id_display, &target_name);
 
-    if d.verdict == Verdict::Approve {
-        fields.push(("DECISION", "approve".into()));
-        if let Some(at) = &rule_at {
-            fields.push(("RULE", at.clone()));
+    let approved = if d.verdict == Verdict::Approve {
+        match approval_step(ctx, &r, &mut fields, control.as_ref(), rule_at.as_deref()) {
+            Ok(a) => Some(a),
+            Err(exit) => return exit,
         }
-        fields.push(("WHY", "approval required but no approval service is configured".into()));
-        ctx.log.send(Level::Alert, &log::line(&ctx.caller, &fields));
-        eprintln_safe!(
-            "lpexec: approval required: {} needs approval from {} ({})",
-            ctx.command,
-            policy::describe_approvers(&d.approvals),
-            rule_at.unwrap_or_default()
-        );
-        eprintln_safe!(
-            "no approval service is configured on this host ([approval] in {}), so it cannot be requested; ask an administrator",
-            r.cfg.path.display()
-        );
-        return REFUSED;
-    }
-    if !d.is_allowed() {
+    } else {
+        None
+    };
+    drop(control);
+    if approved.is_none() && !d.is_allowed() {
         let why = d.reason.as_ref().map_or("denied".to_string(), ToString::to_string);
         fields.push(("DECISION", "deny".into()));
         fields.push(("WHY", why.clone()));
@@ -349,6 +351,9 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
     }
     let started = std::time::SystemTime::now();
     let sid = session::new_id(started);
+    if approved.is_some() {
+        fields = ctx.fields(&role_name, &id_display, &target_name);
+    }
     fields.push(("DECISION", "allow".into()));
     fields.push(("RULE", rule.rule.origin.to_string()));
     fields.push(("SESSION", sid.clone()));
@@ -379,6 +384,7 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
         command_path: &command_path,
         argv: &r.req.argv,
         reason: r.req.reason.as_deref(),
+        approval: approved.as_ref(),
         caller_env: r.caller_env,
         info: &info,
         started,
@@ -484,6 +490,77 @@ fn decide_and_run(ctx: &mut Ctx, r: Run<'_>) -> Exit {
     }
     ctx.log.send(level, &log::line(&ctx.caller, &end));
     exit
+}
+
+/// A run that needs approval: without a token, hand the front end the request to submit;
+/// with one, verify it (see [`approval`]). Every outcome is logged.
+fn approval_step(
+    ctx: &mut Ctx,
+    r: &Run<'_>,
+    fields: &mut Vec<(&'static str, String)>,
+    control: Option<&std::os::fd::OwnedFd>,
+    rule_at: Option<&str>,
+) -> Result<approval::Approved, Exit> {
+    let d = &r.decision;
+    fields.push(("DECISION", "approve".into()));
+    if let Some(at) = rule_at {
+        fields.push(("RULE", at.to_string()));
+    }
+    let who = policy::describe_approvers(&d.approvals);
+    if r.cfg.approval.is_none() {
+        fields.push(("WHY", "approval required but no approval service is configured".into()));
+        ctx.log.send(Level::Alert, &log::line(&ctx.caller, fields));
+        eprintln_safe!(
+            "lpexec: approval required: {} needs approval from {who} ({})",
+            ctx.command,
+            rule_at.unwrap_or_default()
+        );
+        eprintln_safe!(
+            "no approval service is configured on this host ([approval] in {}), so it cannot be requested; ask an administrator",
+            r.cfg.path.display()
+        );
+        return Err(REFUSED);
+    }
+    let subject = approval::subject(r.identity, d, r.command, &r.req.argv, &ctx.pwd);
+    let Some(token) = &r.req.approval_token else {
+        fields.push(("EVENT", "approval-required".into()));
+        ctx.log.send(Level::Notice, &log::line(&ctx.caller, fields));
+        let request = approval::request(subject, d, r.req.reason.as_deref());
+        if !control.is_some_and(|c| approval::answer(r.cfg, request, c)) {
+            eprintln_safe!(
+                "lpexec: approval required: {} needs approval from {who} ({})\nrequest it with the lpexec front end",
+                ctx.command,
+                rule_at.unwrap_or_default()
+            );
+        }
+        return Err(REFUSED);
+    };
+    match approval::check(r.cfg, token, r.identity, &subject, d) {
+        Ok(a) => {
+            ctx.approval = Some((a.id.clone(), a.approvers.join(",")));
+            let mut f = ctx.fields(
+                &d.role().map_or("-".to_string(), |ro| ro.name.clone()),
+                &r.identity.display_oidc(),
+                &subject.run_as,
+            );
+            f.extend([("EVENT", "approval-accepted".to_string())]);
+            if let Some(at) = rule_at {
+                f.push(("RULE", at.to_string()));
+            }
+            ctx.log.send(Level::Notice, &log::line(&ctx.caller, &f));
+            Ok(a)
+        }
+        Err(e) => {
+            fields.push(("EVENT", "approval-refused".into()));
+            if let Some(id) = token::peek(token).map(|c| c.jti) {
+                fields.push(("APPROVAL", crate::identity::printable(&id, 64)));
+            }
+            fields.push(("WHY", e.clone()));
+            ctx.log.send(Level::Alert, &log::line(&ctx.caller, fields));
+            eprintln_safe!("lpexec: {}: the approval is refused: {e}", ctx.command);
+            Err(REFUSED)
+        }
+    }
 }
 
 fn target_account(t: &Target) -> Result<Account, String> {

@@ -25,12 +25,13 @@ pub struct About<'a> {
     pub command_path: &'a str,
     pub argv: &'a [String],
     pub reason: Option<&'a str>,
+    pub approval: Option<&'a super::approval::Approved>,
     pub caller_env: &'a [(String, String)],
     pub info: &'a SessionInfo,
     pub started: SystemTime,
 }
 
-fn host() -> String {
+pub fn host() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
@@ -63,8 +64,8 @@ pub fn header(a: &About<'_>, cfg: &Config, masks: Option<&MaskSet>) -> Header {
             command_path: a.command_path.to_string(),
             argv: a.argv.iter().map(|x| mask(x)).collect(),
             reason: a.reason.map(mask),
-            approval: None,
-            approvers: Vec::new(),
+            approval: a.approval.map(|x| x.id.clone()),
+            approvers: a.approval.map(|x| x.approvers.clone()).unwrap_or_default(),
             streams: if a.info.uses_pty { "pty".into() } else { "pipes".into() },
             record_input: cfg.recording.record_input,
         }),

@@ -49,6 +49,9 @@ pub struct Request {
     /// ID tokens the caller presents (from `lpexec login` or a CI job); verified by the helper.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub id_tokens: Vec<crate::identity::Presented>,
+    /// An approval token from `lpexec-approvald` for this exact run; verified by the helper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_token: Option<String>,
 }
 
 impl Request {
@@ -78,6 +81,9 @@ impl Request {
                 return Err(format!("--reason is longer than {MAX_REASON} bytes"));
             }
         }
+        if r.approval_token.as_ref().is_some_and(|t| t.len() > crate::approval::MAX_TOKEN) {
+            return Err(format!("the approval token is larger than {} bytes", crate::approval::MAX_TOKEN));
+        }
         for (what, v) in [("user", &r.user), ("role", &r.role)] {
             if v.as_ref().is_some_and(|v| v.is_empty() || v.len() > 64) {
                 return Err(format!("invalid {what}"));
@@ -104,6 +110,7 @@ mod tests {
             role: None,
             reason: None,
             id_tokens: Vec::new(),
+            approval_token: None,
         }
     }
 

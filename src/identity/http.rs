@@ -161,6 +161,39 @@ impl Client {
         }
     }
 
+    /// A JSON API call (the approval service): `method` is GET, POST or DELETE; `bearer` goes
+    /// in `Authorization`; any status comes back with its body (at most `limit` bytes).
+    /// `wait` extends the response timeout for a long-poll.
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        bearer: Option<&str>,
+        body: Option<&[u8]>,
+        wait: Duration,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), HttpError> {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let timeout = Some(Duration::from_secs(10) + wait);
+        macro_rules! prepare {
+            ($b:expr) => {{
+                let mut b = $b.header("accept", "application/json");
+                if let Some(a) = &auth {
+                    b = b.header("authorization", a.as_str());
+                }
+                b.config().timeout_recv_response(timeout).build()
+            }};
+        }
+        let r = match method {
+            "GET" => prepare!(self.agent.get(url)).call(),
+            "DELETE" => prepare!(self.agent.delete(url)).call(),
+            _ => prepare!(self.agent.post(url))
+                .header("content-type", "application/json")
+                .send(body.unwrap_or(b"{}")),
+        };
+        self.finish(url, r, limit)
+    }
+
     /// POST a form; any status comes back with its JSON body (OAuth errors are 400s).
     pub fn post_form(
         &self,

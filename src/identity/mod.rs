@@ -79,9 +79,12 @@ pub struct IdentityRequired {
 
 /// What the helper writes back on descriptor 3 (empty when it has nothing to say).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HelperResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_required: Option<IdentityRequired>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_required: Option<crate::approval::ApprovalNeeded>,
 }
 
 /// A string from an identity provider or a token, safe to print on a terminal or in a log:
@@ -120,6 +123,7 @@ mod tests {
     fn identity_required_round_trips_and_absent_means_nothing() {
         let r = HelperResponse {
             identity_required: Some(IdentityRequired { issuer: "corp".into(), device_flow: true }),
+            approval_required: None,
         };
         let b = serde_json::to_vec(&r).unwrap();
         assert_eq!(

@@ -344,6 +344,37 @@ impl TrustedDir {
     }
 }
 
+impl TrustedDir {
+    /// The plain names in the directory (temporary `.` files skipped), at most `max`.
+    pub fn names(&self, max: usize) -> Result<Vec<String>, String> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut dir = nix::dir::Dir::openat(self.fd.as_fd(), ".", flags, Mode::empty())
+            .map_err(|e| format!("cannot list {}: {}", self.path.display(), e.desc()))?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| format!("cannot list {}: {}", self.path.display(), e.desc()))?;
+            let Ok(name) = entry.file_name().to_str() else { continue };
+            if !name.starts_with('.') {
+                out.push(name.to_string());
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a file (never a directory, never through a symlink: `unlinkat` acts on the
+    /// entry itself).
+    pub fn remove(&self, name: &str) -> Result<(), String> {
+        let shown = self.path.join(plain_name(name)?);
+        match nix::unistd::unlinkat(self.fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(format!("cannot remove {}: {}", shown.display(), e.desc())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
