@@ -70,7 +70,8 @@ impl Service {
     }
 
     fn get(&self, id: &str, wait: u64) -> Result<RequestView, String> {
-        let path = if wait > 0 { format!("/v1/requests/{id}?wait={wait}") } else { format!("/v1/requests/{id}") };
+        let path =
+            if wait > 0 { format!("/v1/requests/{id}?wait={wait}") } else { format!("/v1/requests/{id}") };
         self.call("GET", &path, None, Duration::from_secs(wait))
     }
 }
@@ -95,7 +96,10 @@ fn checked_id(id: &str) -> Result<&str, String> {
     if crate::approval::token::valid_id(id) {
         Ok(id)
     } else {
-        Err(format!("{:?} is not a request id (ids look like req_… and come from `lpexec requests`)", printable(id, 80)))
+        Err(format!(
+            "{:?} is not a request id (ids look like req_… and come from `lpexec requests`)",
+            printable(id, 80)
+        ))
     }
 }
 
@@ -176,7 +180,9 @@ impl Waiting {
             return Waiting(None);
         }
         let pb = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} waiting for approval of {msg} ({elapsed}; Ctrl-C withdraws)") {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} waiting for approval of {msg} ({elapsed}; Ctrl-C withdraws)",
+        ) {
             pb.set_style(style);
         }
         pb.set_message(id.to_string());
@@ -215,7 +221,8 @@ pub fn obtain(need: &ApprovalNeeded, presented: &[Presented], non_interactive: b
     };
     let svc = Service::new(&need.url, mine.token.clone()).map_err(|e| super::fail(&e))?;
     let body = serde_json::to_vec(&Submit { request: r.clone() }).unwrap_or_default();
-    let view: RequestView = svc.call("POST", "/v1/requests", Some(body), Duration::ZERO).map_err(|e| super::fail(&e))?;
+    let view: RequestView =
+        svc.call("POST", "/v1/requests", Some(body), Duration::ZERO).map_err(|e| super::fail(&e))?;
     let id = view.id.clone();
     let who_can: Vec<String> = r.requirements.iter().map(ToString::to_string).collect();
     eprintln_safe!(
@@ -294,7 +301,11 @@ fn wait(svc: &Service, id: &str, deadline: Instant, interactive: bool, timeout: 
                     .denials
                     .first()
                     .map(|d| {
-                        let c = d.comment.as_deref().map(|c| format!(": {}", printable(c, 1024))).unwrap_or_default();
+                        let c = d
+                            .comment
+                            .as_deref()
+                            .map(|c| format!(": {}", printable(c, 1024)))
+                            .unwrap_or_default();
                         format!(" by {}{c}", who(None, d.email.as_deref(), &d.sub))
                     })
                     .unwrap_or_default();
@@ -319,10 +330,7 @@ fn wait(svc: &Service, id: &str, deadline: Instant, interactive: bool, timeout: 
 fn approver_service() -> Result<Service, String> {
     let cfg = super::identity::config()?;
     let Some(a) = &cfg.approval else {
-        return Err(format!(
-            "no approval service is configured ([approval] url in {})",
-            cfg.path.display()
-        ));
+        return Err(format!("no approval service is configured ([approval] url in {})", cfg.path.display()));
     };
     let Some(p) = service_token()? else {
         return Err("the approval service needs your OIDC identity; log in with: lpexec login".into());
@@ -363,7 +371,14 @@ pub fn requests() -> i32 {
             "{:<26} {:>6}  {:<24} {:<12} {:<12} {:<8} {:<40} {}",
             printable(&v.id, 64),
             ago(v.created),
-            clip(format!("{} ({})", who(None, v.requester_email.as_deref(), &v.requester.sub), printable(&s.user, 32)), 24),
+            clip(
+                format!(
+                    "{} ({})",
+                    who(None, v.requester_email.as_deref(), &v.requester.sub),
+                    printable(&s.user, 32)
+                ),
+                24
+            ),
             clip(printable(&s.host, 64), 12),
             clip(printable(&s.role, 64), 12),
             clip(printable(&s.run_as, 32), 8),
@@ -402,7 +417,9 @@ pub fn act(id: &str, approve: bool, comment: Option<String>, yes: bool) -> i32 {
         }
         if approve && !yes {
             if !term::is_tty(fd::stdio(0)) {
-                return Err("approving needs a confirmation on a terminal; pass -y to approve without one".into());
+                return Err(
+                    "approving needs a confirmation on a terminal; pass -y to approve without one".into()
+                );
             }
             if !confirm(&format!("approve running this as {}?", printable(&v.request.subject.run_as, 64))) {
                 return Err("not approved".into());

@@ -115,7 +115,9 @@ pub fn run(
         }
         match invoke(&req) {
             Ok(HelperResult { status: ChildState::Exited(125), response }) if !response.is_empty() => {
-                if let Ok(HelperResponse { approval_required: Some(need), .. }) = serde_json::from_slice(&response) {
+                if let Ok(HelperResponse { approval_required: Some(need), .. }) =
+                    serde_json::from_slice(&response)
+                {
                     if req.approval_token.is_some() {
                         return 125; // the helper asked again: do not loop
                     }

@@ -93,9 +93,7 @@ pub fn answer(cfg: &Config, request: ApprovalRequest, control: &OwnedFd) -> bool
             request,
         }),
     };
-    serde_json::to_vec(&resp)
-        .ok()
-        .is_some_and(|b| crate::system::fd::write_all(control.as_fd(), &b).is_ok())
+    serde_json::to_vec(&resp).ok().is_some_and(|b| crate::system::fd::write_all(control.as_fd(), &b).is_ok())
 }
 
 /// The configured issuer name whose URL is `iss`.
@@ -112,7 +110,9 @@ pub fn check(
     d: &Decision<'_>,
 ) -> Result<Approved, String> {
     let Some(acfg) = &cfg.approval else {
-        return Err("an approval token was presented but no approval service is configured ([approval])".into());
+        return Err(
+            "an approval token was presented but no approval service is configured ([approval])".into()
+        );
     };
     let now = now_unix();
     let claims = token::verify(token, &acfg.trusted_keys, now).map_err(|e| e.to_string())?;
@@ -140,7 +140,9 @@ pub fn check(
     for a in &claims.approvals {
         let requester = claims.requester.as_ref().is_some_and(|p| p.iss == a.iss && p.sub == a.sub);
         if requester || mine(&a.iss, &a.sub) {
-            return Err(format!("approval {id} includes an approval by the requester; nobody approves their own request"));
+            return Err(format!(
+                "approval {id} includes an approval by the requester; nobody approves their own request"
+            ));
         }
         if seen.contains(&(a.iss.as_str(), a.sub.as_str())) {
             continue; // the same person twice counts once
@@ -150,7 +152,11 @@ pub fn check(
             approvers.push(a.identity(name));
             shown.push(a.display(name));
         } else {
-            shown.push(format!("{}:{}", crate::identity::printable(&a.iss, 80), a.email.as_deref().unwrap_or(&a.sub)));
+            shown.push(format!(
+                "{}:{}",
+                crate::identity::printable(&a.iss, 80),
+                a.email.as_deref().unwrap_or(&a.sub)
+            ));
         }
     }
     for r in &d.approvals {

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 
+use crate::approval::token;
 use crate::common::config::{Config, OnError};
 use crate::common::identity::Identity;
-use crate::approval::token;
 use crate::common::{duration, quote, session};
 use crate::exec::{self, Outcome};
 use crate::policy::{self, Decision, SystemWorld, Target, Verdict};
