@@ -210,7 +210,11 @@ impl ApprovalRequest {
             return Err("requirements must hold 1 to 64 entries".into());
         }
         for r in &self.requirements {
-            if r.approvers.is_empty() || r.approvers.len() > 64 || r.min_approvals == 0 || r.min_approvals > 64 {
+            if r.approvers.is_empty()
+                || r.approvers.len() > 64
+                || r.min_approvals == 0
+                || r.min_approvals > 64
+            {
                 return Err("each requirement needs 1 to 64 approvers and min_approvals from 1 to 64".into());
             }
         }

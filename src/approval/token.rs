@@ -113,7 +113,10 @@ pub enum TokenError {
     /// No trusted key has this `kid`.
     UntrustedKey(String),
     BadSignature,
-    Expired { exp: i64, now: i64 },
+    Expired {
+        exp: i64,
+        now: i64,
+    },
     IssuedInFuture,
     BadId,
 }
@@ -145,11 +148,7 @@ pub fn valid_id(id: &str) -> bool {
 
 /// Signs `claims` with `key`.
 pub fn sign(key: &SigningKey, claims: &Claims) -> String {
-    let header = Header {
-        alg: "EdDSA".into(),
-        typ: TYP.into(),
-        kid: kid(key.verifying_key().as_bytes()),
-    };
+    let header = Header { alg: "EdDSA".into(), typ: TYP.into(), kid: kid(key.verifying_key().as_bytes()) };
     let h = serde_json::to_vec(&header).unwrap_or_default();
     let c = serde_json::to_vec(claims).unwrap_or_default();
     let input = format!("{}.{}", b64(&h), b64(&c));
@@ -174,9 +173,8 @@ pub fn verify(token: &str, trusted: &[[u8; 32]], now: i64) -> Result<Claims, Tok
     let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(TokenError::Malformed("not three dot-separated parts"));
     };
-    let header: Header = unb64(h)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenError::Malformed("header"))?;
+    let header: Header =
+        unb64(h).and_then(|b| serde_json::from_slice(&b).ok()).ok_or(TokenError::Malformed("header"))?;
     if header.alg != "EdDSA" {
         return Err(TokenError::WrongType(format!("alg {:?}", crate::identity::printable(&header.alg, 16))));
     }
@@ -188,15 +186,12 @@ pub fn verify(token: &str, trusted: &[[u8; 32]], now: i64) -> Result<Claims, Tok
         .find(|k| kid(k) == header.kid)
         .ok_or_else(|| TokenError::UntrustedKey(crate::identity::printable(&header.kid, 24)))?;
     let key = VerifyingKey::from_bytes(key).map_err(|_| TokenError::UntrustedKey(header.kid.clone()))?;
-    let sig: [u8; 64] = unb64(s)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(TokenError::Malformed("signature"))?;
+    let sig: [u8; 64] = unb64(s).and_then(|b| b.try_into().ok()).ok_or(TokenError::Malformed("signature"))?;
     let input_len = h.len() + 1 + c.len();
     key.verify_strict(&token.as_bytes()[..input_len], &Signature::from_bytes(&sig))
         .map_err(|_| TokenError::BadSignature)?;
-    let claims: Claims = unb64(c)
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenError::Malformed("claims"))?;
+    let claims: Claims =
+        unb64(c).and_then(|b| serde_json::from_slice(&b).ok()).ok_or(TokenError::Malformed("claims"))?;
     if !valid_id(&claims.jti) {
         return Err(TokenError::BadId);
     }
@@ -290,7 +285,10 @@ mod tests {
         ] {
             let t = format!("{}.{c}.", b64(h.as_bytes()));
             assert!(
-                matches!(verify(&t, &[[9u8; 32]], now), Err(TokenError::WrongType(_) | TokenError::Malformed(_))),
+                matches!(
+                    verify(&t, &[[9u8; 32]], now),
+                    Err(TokenError::WrongType(_) | TokenError::Malformed(_))
+                ),
                 "{h}"
             );
         }
