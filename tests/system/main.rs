@@ -2,6 +2,7 @@
 //! unprivileged users (see `harness`). Run as root: `cargo test --test system`.
 
 mod admin;
+mod approvald;
 mod cli;
 mod core;
 mod harness;
