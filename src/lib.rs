@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod approval;
+pub mod approvald;
 pub mod common;
 pub mod exec;
 pub mod front;

@@ -23,7 +23,8 @@ pub fn trusted_key_text(seed: &[u8; 32]) -> String {
 }
 
 /// Alice (corp group sre) may run `id` only with one approval from corp group `ops`
-/// (bob is in it), and `uname` only with two.
+/// (bob is in it), and `uname` only with two; as a Unix member alone she may ask to run
+/// `hostname` (but an approval request needs an OIDC identity).
 pub fn approval_policy() -> String {
     format!(
         r#"[[role]]
@@ -42,6 +43,16 @@ run_as = ["root", "{WEB}"]
   command = "uname"
   approvers = [{{ issuer = "corp", groups = ["ops"] }}]
   min_approvals = 2
+
+[[role]]
+name = "local"
+members = [{{ unix_user = "{ALICE}" }}]
+run_as = ["root"]
+
+  [[role.rule]]
+  action = "approve"
+  command = "hostname"
+  approvers = [{{ issuer = "corp", groups = ["ops"] }}]
 "#
     )
 }

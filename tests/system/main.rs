@@ -3,6 +3,8 @@
 
 mod admin;
 mod approval;
+mod approval_flow;
+mod approvald;
 mod cli;
 mod core;
 mod harness;

@@ -1,0 +1,5 @@
+//! The `lpexec-approvald` binary: everything lives in the library.
+
+fn main() {
+    lpexec::approvald::main()
+}
