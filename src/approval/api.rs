@@ -7,7 +7,7 @@
 //! | `GET /v1/keys` | anyone | → [`Keys`] |
 //! | `POST /v1/requests` | requester | [`Submit`] → 201 [`RequestView`] |
 //! | `GET /v1/requests` | approver | → [`RequestList`]: pending requests the caller may approve |
-//! | `GET /v1/requests/{id}?wait=SECS&since=STATUS` | requester, approvers | → [`RequestView`]; with `wait`, returns when the status differs from `since` (default `pending`) or after at most `SECS` (≤ 60) |
+//! | `GET /v1/requests/{id}?wait=SECS&since=STATUS` | requester, approvers | → [`RequestView`]; with `wait`, returns when the status differs from `since` (default `pending`), when an approval or denial is added, or after at most `SECS` (≤ 60) |
 //! | `POST /v1/requests/{id}/approve` | approver | [`Act`] → [`RequestView`] |
 //! | `POST /v1/requests/{id}/deny` | approver | [`Act`] → [`RequestView`] |
 //! | `DELETE /v1/requests/{id}` | requester | → [`RequestView`] (withdrawn) |

@@ -366,6 +366,8 @@ async fn show(
     let mut shutdown = app.shutdown.clone();
     // Subscribe before reading, so that a change committed after the read still wakes us.
     let mut watch = Watch::new(&app, &id);
+    // A waiter also wants to hear of approvals that do not yet complete the request.
+    let mut first_count = None;
     loop {
         let (a, i) = (app.clone(), id.clone());
         let r = blocking(move || a.store.get(&i, now_unix()))
@@ -373,7 +375,9 @@ async fn show(
             .map_err(|e| ApiError::internal("database error", e))?
             .filter(|r| visible(r, &who))
             .ok_or_else(ApiError::not_found)?;
-        if r.status != since || wait == 0 || Instant::now() >= deadline || *shutdown.borrow() {
+        let count = r.approvals.len() + r.denials.len();
+        let progressed = *first_count.get_or_insert(count) != count;
+        if r.status != since || progressed || wait == 0 || Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(Json(view(&r, &who)));
         }
         // Wake at a change, at the deadline, at shutdown, or when a pending request expires.

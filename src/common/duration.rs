@@ -43,10 +43,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-/// Formats a duration compactly (`12.3s`, `4m05s`, `2h10m`) for logs and tables.
+/// Formats a duration compactly (`12.3s`, `3s`, `4m05s`, `2h10m`) for logs and tables; whole
+/// seconds (a configured timeout, an age) print without a fraction.
 pub fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs < 60 {
+    if secs < 60 && d.subsec_nanos() == 0 {
+        format!("{secs}s")
+    } else if secs < 60 {
         format!("{:.1}s", d.as_secs_f64())
     } else if secs < 3600 {
         format!("{}m{:02}s", secs / 60, secs % 60)
@@ -77,6 +80,8 @@ mod tests {
     #[test]
     fn human_forms() {
         assert_eq!(human(Duration::from_millis(12300)), "12.3s");
+        assert_eq!(human(Duration::from_millis(3000)), "3s");
+        assert_eq!(human(Duration::from_millis(3001)), "3.0s");
         assert_eq!(human(Duration::from_secs(245)), "4m05s");
         assert_eq!(human(Duration::from_secs(7800)), "2h10m");
     }

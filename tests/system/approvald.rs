@@ -331,7 +331,7 @@ fn approvald_round_trip_submit_list_approve_token() {
         let (s, b) = call("GET", &format!("{}/v1/requests", a.url()), Some(tok), None);
         parse::<RequestList>(s, 200, &b).requests.into_iter().map(|r| r.id).collect()
     };
-    assert_eq!(list(&bob), [v.id.clone()]);
+    assert_eq!(list(&bob), std::slice::from_ref(&v.id));
     assert!(list(&alice).is_empty(), "not one's own");
     assert!(list(&id_token(&idp, "mallory", &[])).is_empty(), "not someone else's approvals");
 
