@@ -23,6 +23,7 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use clap::{Parser, Subcommand};
 
@@ -35,7 +36,12 @@ use crate::common::out;
 #[command(
     name = "lpexec-approvald",
     version,
-    about = "The lpexec approval service: requests, approvals and signed approval tokens over HTTP"
+    about = "The lpexec approval service: requests, approvals and signed approval tokens over HTTP",
+    long_about = "The lpexec approval service. Requesters submit the exact command lpexec-helper says \
+needs approval, approvers approve or deny it, and once every requirement has enough distinct \
+approvers the service signs exactly one Ed25519 approval token, which the helper verifies \
+offline against its own policy. Everyone is authenticated by an OIDC ID token; every change \
+is stored in SQLite before the service answers. Without a command it serves."
 )]
 pub struct Cli {
     /// The configuration file.
@@ -57,6 +63,21 @@ pub enum Command {
     /// Check the configuration (and that the signing key is usable) and exit 0, or print
     /// every problem and exit 1.
     Check,
+    /// Print the audit trail: who asked, approved, denied or withdrew which request, when and
+    /// with which comment, expiries and issued tokens; kept after requests expire. Reads the
+    /// database without changing it, so it can run beside the service (as its user).
+    Audit {
+        /// Only the events of this request.
+        #[arg(long, value_name = "ID")]
+        request: Option<String>,
+        /// Only events at or after WHEN: 2026-12-03, "2026-12-03 19:05", 2026-12-03T19:05:25Z,
+        /// or an age such as 2h or 7d.
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve (the default).
     Serve,
 }
@@ -73,6 +94,9 @@ pub fn main() {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Keygen { out } => keygen(&cli.config, out.as_deref()),
         Command::Check => check(&cli.config),
+        Command::Audit { request, since, json } => {
+            audit(&cli.config, request.as_deref(), since.as_deref(), json)
+        }
         Command::Serve => serve(&cli.config),
     };
     if let Err(e) = result {
@@ -115,6 +139,50 @@ fn check(config: &Path) -> Result<(), String> {
         Err(e) if !cfg.signing_key.exists() => out::out(&format!("{}: ok; note: {e}\n", config.display())),
         Err(e) => return Err(e),
     };
+    Ok(())
+}
+
+fn audit(config: &Path, request: Option<&str>, since: Option<&str>, json: bool) -> Result<(), String> {
+    use crate::common::timefmt::{self, Utc};
+    use crate::identity::printable;
+    let cfg = Config::load(config)?;
+    if let Some(id) = request {
+        if !crate::approval::token::valid_id(id) {
+            return Err(format!(
+                "--request {:?} is not a request id (ids look like req_…)",
+                printable(id, 80)
+            ));
+        }
+    }
+    let now = std::time::SystemTime::now();
+    let since = match since {
+        Some(s) => timefmt::unix_secs(timefmt::parse_when(s, now).map_err(|e| format!("--since: {e}"))?),
+        None => 0,
+    };
+    let events = store::audit(&cfg.database, request, i64::try_from(since).unwrap_or(i64::MAX))
+        .map_err(|e| e.to_string())?;
+    for e in &events {
+        if json {
+            out::out(&format!("{}\n", serde_json::to_string(e).unwrap_or_default()));
+            continue;
+        }
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(e.time).unwrap_or(0));
+        let who = match (&e.issuer, e.email.as_ref().or(e.sub.as_ref())) {
+            (Some(i), Some(w)) => format!("{}:{}", printable(i, 64), printable(w, 120)),
+            _ => "-".to_string(),
+        };
+        let comment = e.comment.as_deref().map(|c| format!("  {:?}", printable(c, 1024))).unwrap_or_default();
+        out::out(&format!(
+            "{}  {:<26}  {:<12}  {}{comment}\n",
+            Utc::from_system(at).short(),
+            printable(&e.request, 64),
+            e.event,
+            who
+        ));
+    }
+    if events.is_empty() && !json {
+        out::err("lpexec-approvald: no events\n");
+    }
     Ok(())
 }
 

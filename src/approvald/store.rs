@@ -533,6 +533,59 @@ fn load(tx: &Transaction<'_>, id: &str) -> Result<Option<Record>, StoreError> {
 }
 
 /// Brings the schema to [`SCHEMA_VERSION`], refusing a database from a newer build.
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEvent {
+    pub seq: i64,
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub request: String,
+    /// `asked`, `approved`, `denied`, `withdrew`, `expired` or `token issued`.
+    pub event: String,
+    /// The configured issuer name and the verified subject and email of who acted (none for
+    /// `expired` and `token issued`).
+    pub issuer: Option<String>,
+    pub sub: Option<String>,
+    pub email: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Reads the audit trail of the database at `path` without changing it (read-only, so an
+/// operator can read it beside the running service): events at or after `since`, of one
+/// request if given, oldest first.
+pub fn audit(path: &Path, request: Option<&str>, since: i64) -> Result<Vec<AuditEvent>, StoreError> {
+    use rusqlite::OpenFlags;
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if v != SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "{} has schema version {v}, this lpexec-approvald reads version {SCHEMA_VERSION}{}",
+            path.display(),
+            if v == 0 { " (is it an lpexec-approvald database?)" } else { "" }
+        )));
+    }
+    let mut st = conn.prepare(
+        "SELECT seq, time, request_id, event, issuer, sub, email, comment FROM events
+         WHERE time >= ?1 AND (?2 IS NULL OR request_id = ?2) ORDER BY seq",
+    )?;
+    let rows = st.query_map(params![since, request], |r| {
+        Ok(AuditEvent {
+            seq: r.get(0)?,
+            time: r.get(1)?,
+            request: r.get(2)?,
+            event: r.get(3)?,
+            issuer: r.get(4)?,
+            sub: r.get(5)?,
+            email: r.get(6)?,
+            comment: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn migrate(conn: &Connection) -> Result<(), String> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if v > SCHEMA_VERSION {
@@ -662,6 +715,21 @@ mod tests {
         assert_eq!(n, 6); // 3 asked, expired, denied, withdrew
         assert!(c.execute("DELETE FROM events", []).is_err(), "append-only");
         drop(c);
+        // The trail, read-only, beside the open store: kept after expiry, with comments.
+        let trail = audit(&dir.join("a.db"), None, 0).unwrap();
+        let kinds: Vec<&str> = trail.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(kinds, ["asked", "expired", "asked", "denied", "asked", "withdrew"]);
+        assert_eq!(
+            (trail[3].email.as_deref(), trail[3].comment.as_deref()),
+            (Some("bob@example.com"), Some("no"))
+        );
+        assert_eq!(trail[1].sub, None);
+        let one = audit(&dir.join("a.db"), Some("req_withdrawn0"), 0).unwrap();
+        assert_eq!(one.len(), 2);
+        let late: Vec<String> =
+            audit(&dir.join("a.db"), None, 151).unwrap().into_iter().map(|e| e.event).collect();
+        assert_eq!(late, ["expired"]);
+        assert!(audit(&dir.join("missing.db"), None, 0).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

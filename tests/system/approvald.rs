@@ -507,8 +507,40 @@ fn approvald_pending_requests_expire() {
     let (s, b) = call("GET", &format!("{}/v1/requests", a.url()), Some(&bob), None);
     assert!(parse::<RequestList>(s, 200, &b).requests.is_empty());
     assert_eq!(events(&a, &v.id, "expired"), 1);
-    // The audit trail outlives the request's life.
+    // The audit trail outlives the request's life, and `lpexec-approvald audit` reads it
+    // beside the running service.
     assert_eq!(events(&a, &v.id, "asked"), 1);
+    let (s, _) = act(&a, &bob, &w.id, "deny", Some("too late"));
+    assert_eq!(s, 409);
+    let audit = |args: &[&str]| {
+        let o = Command::new(bin())
+            .arg("--config")
+            .arg(a.config_path())
+            .arg("audit")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let json = audit(&["--json", "--request", &v.id]);
+    let kinds: Vec<String> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["asked", "expired"], "{json}");
+    assert!(json.contains("\"email\":\"alice@example.com\""), "{json}");
+    let table = audit(&["--since", "1h"]);
+    assert_eq!(table.lines().filter(|l| l.contains(" asked ")).count(), 2, "{table}");
+    assert!(table.lines().all(|l| l.starts_with("20")), "{table}");
+    assert!(audit(&["--since", "2100-01-01"]).is_empty());
+    let o = Command::new(bin())
+        .arg("--config")
+        .arg(a.config_path())
+        .args(["audit", "--request", "x; DROP"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not a request id"));
 }
 
 #[test]
