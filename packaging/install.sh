@@ -2,6 +2,8 @@
 # Builds lpexec and installs it with a working default configuration:
 #   /usr/bin/lpexec                          0755  the front end
 #   /usr/libexec/lpexec/lpexec-helper        4755  root:root, the setuid helper
+#   /usr/sbin/lpexec-approvald               0755  the approval service (set up separately:
+#                                                   lpexec-approvald(8); or use the .deb)
 #   /etc/lpexec/lpexec.toml, policy.toml     0644  only if absent (never overwritten)
 #   /var/lib/lpexec                          0700  state
 #   /var/log/lpexec/sessions                 0700  recordings
@@ -26,6 +28,8 @@ fi
 install -d -o root -g root -m 0755 /usr/bin /usr/libexec/lpexec
 install -o root -g root -m 0755 target/release/lpexec /usr/bin/lpexec
 install -o root -g root -m 4755 target/release/lpexec-helper /usr/libexec/lpexec/lpexec-helper
+install -d -o root -g root -m 0755 /usr/sbin
+install -o root -g root -m 0755 target/release/lpexec-approvald /usr/sbin/lpexec-approvald
 
 install -d -o root -g root -m 0755 /etc/lpexec /etc/lpexec/policy.d
 [ -e /etc/lpexec/lpexec.toml ] || install -o root -g root -m 0644 etc/lpexec.toml /etc/lpexec/lpexec.toml

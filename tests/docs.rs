@@ -31,13 +31,15 @@ fn render(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> Vec<u8> {
     v
 }
 
-/// lpexec(1): the generated parts (synopsis, options, every verb with its own options) and
-/// the hand-written ones (man/lpexec.1.in: exit status, environment, files, examples).
-fn lpexec_1() -> Vec<u8> {
-    let mut cmd = lpexec::front::cli::command();
+/// A page from a CLI definition: the generated parts (title, name, synopsis, description,
+/// options, every subcommand with its own options) followed by the hand-written ones in
+/// `tail` (exit status, environment, files, examples...).
+fn generated_page(mut cmd: clap::Command, section: &str, tail: &str) -> Vec<u8> {
     cmd.build();
+    let prog = cmd.get_name().to_string();
     let version = env!("CARGO_PKG_VERSION");
     let man = clap_mangen::Man::new(cmd.clone())
+        .section(section)
         .date("2026-12-03")
         .source(format!("lpexec {version}"))
         .manual("lpexec manual");
@@ -51,15 +53,15 @@ fn lpexec_1() -> Vec<u8> {
     ] {
         out.extend(part);
     }
-    out.extend_from_slice(b".SH VERBS\n");
-    for sub in cmd.get_subcommands() {
+    out.extend_from_slice(if prog == "lpexec" { b".SH VERBS\n" } else { b".SH COMMANDS\n" });
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = sub.get_name();
         let sman = clap_mangen::Man::new(sub.clone());
-        out.extend_from_slice(format!(".SS \"lpexec {name}\"\n").as_bytes());
+        out.extend_from_slice(format!(".SS \"{prog} {name}\"\n").as_bytes());
         let synopsis = String::from_utf8(render(|w| sman.render_synopsis_section(w))).unwrap();
         let synopsis = synopsis.replace(".SH SYNOPSIS\n", "").replace(
             &format!("\\fB{}\\fR", sub.get_bin_name().unwrap_or(name)),
-            &format!("\\fBlpexec {name}\\fR"),
+            &format!("\\fB{prog} {name}\\fR"),
         );
         out.extend_from_slice(synopsis.as_bytes());
         out.extend_from_slice(b".PP\n");
@@ -67,18 +69,29 @@ fn lpexec_1() -> Vec<u8> {
             out.extend_from_slice(format!("{about}\n").as_bytes());
         }
         let opts = String::from_utf8(render(|w| sman.render_options_section(w))).unwrap();
-        if sub.get_arguments().next().is_some() {
+        if sub.get_arguments().any(|a| !a.is_global_set()) {
             out.extend_from_slice(opts.replace(".SH OPTIONS\n", ".PP\n").as_bytes());
         }
     }
-    let tail = std::fs::read(root().join("man/lpexec.1.in")).expect("man/lpexec.1.in");
-    out.extend(tail);
+    out.extend(std::fs::read(root().join(tail)).unwrap_or_else(|_| panic!("{tail} is missing")));
     out
 }
 
+fn lpexec_cli() -> clap::Command {
+    lpexec::front::cli::command()
+}
+
+fn approvald_cli() -> clap::Command {
+    <lpexec::approvald::Cli as clap::CommandFactory>::command()
+}
+
 #[test]
-fn man_page_is_current() {
-    check_or_update("man/lpexec.1", &lpexec_1());
+fn man_pages_are_current() {
+    check_or_update("man/lpexec.1", &generated_page(lpexec_cli(), "1", "man/lpexec.1.in"));
+    check_or_update(
+        "man/lpexec-approvald.8",
+        &generated_page(approvald_cli(), "8", "man/lpexec-approvald.8.in"),
+    );
 }
 
 #[test]
@@ -96,10 +109,10 @@ fn completions_are_current() {
     }
 }
 
-#[test]
-fn every_flag_of_every_verb_is_in_the_man_page() {
-    let page = std::fs::read_to_string(root().join("man/lpexec.1")).unwrap();
-    let cmd = lpexec::front::cli::command();
+/// Every long flag of the definition, and every subcommand, appears in the page.
+fn undocumented(cmd: &clap::Command, page: &str) -> Vec<String> {
+    let prog = cmd.get_name().to_string();
+    let page = std::fs::read_to_string(root().join(page)).unwrap();
     let mut missing = Vec::new();
     let mut check = |c: &clap::Command, verb: &str| {
         for a in c.get_arguments() {
@@ -109,15 +122,23 @@ fn every_flag_of_every_verb_is_in_the_man_page() {
                 }
             }
         }
-        if !verb.is_empty() && !page.contains(&format!("lpexec {verb}")) {
+        if !verb.is_empty() && !page.contains(&format!("{prog} {verb}")) {
             missing.push(format!("verb {verb}"));
         }
     };
-    check(&cmd, "");
-    for s in cmd.get_subcommands() {
+    check(cmd, "");
+    for s in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         check(s, s.get_name());
     }
+    missing
+}
+
+#[test]
+fn every_flag_of_every_verb_is_in_the_man_page() {
+    let missing = undocumented(&lpexec_cli(), "man/lpexec.1");
     assert!(missing.is_empty(), "not documented in man/lpexec.1: {missing:?}");
+    let missing = undocumented(&approvald_cli(), "man/lpexec-approvald.8");
+    assert!(missing.is_empty(), "not documented in man/lpexec-approvald.8: {missing:?}");
 }
 
 fn man_pages() -> Vec<PathBuf> {
@@ -139,7 +160,14 @@ fn every_man_page_renders_without_warnings() {
     let pages = man_pages();
     let names: Vec<String> =
         pages.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["lpexec.1", "lpexec-helper.8", "lpexec.toml.5", "lpexec-policy.5"] {
+    for want in [
+        "lpexec.1",
+        "lpexec-helper.8",
+        "lpexec-approvald.8",
+        "lpexec.toml.5",
+        "lpexec-policy.5",
+        "lpexec-approvald.toml.5",
+    ] {
         assert!(names.iter().any(|n| n == want), "man/{want} is missing ({names:?})");
     }
     for p in &pages {
@@ -225,4 +253,12 @@ fn every_shipped_example_passes_lpexec_check() {
     ]);
     assert!(ok, "{out}");
     assert!(out.contains(" 0 failed"), "{out}");
+    // The approval service's shipped configuration (its key need not exist yet).
+    let o = Command::new(env!("CARGO_BIN_EXE_lpexec-approvald"))
+        .args(["--config", "etc/approvald.toml", "check"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("etc/approvald.toml: ok"));
 }
