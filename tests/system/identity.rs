@@ -3,7 +3,7 @@
 //! hostile ones. Each test runs its own provider (`idp::Idp`).
 
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -485,6 +485,30 @@ fn an_unreachable_issuer_fails_closed() {
     let token = idp.mint(json!({}));
     drop(idp);
     refused(&sb, &[("LPEXEC_ID_TOKEN", &token)], "cannot get the issuer's signing keys");
+}
+
+#[test]
+fn a_stalled_issuer_times_out_and_fails_closed() {
+    // An "identity provider" that accepts connections and never answers: the helper's
+    // discovery fetch must give up on its own (bounded timeouts) and refuse.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", stalled.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in stalled.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let idp = Idp::start(&[]);
+    let token = idp.mint(json!({"claims": {"iss": url}}));
+    let sb = Sandbox::new("oidc-stalled");
+    sb.config(&issuer_toml("corp", &url, ""));
+    sb.policy(&oidc_policy());
+    let t0 = Instant::now();
+    refused(&sb, &[("LPEXEC_ID_TOKEN", &token)], "cannot get the issuer's signing keys");
+    // A liveness bound, not a performance figure: the helper's own timeouts are 5 s to
+    // connect and 10 s for an answer.
+    assert!(t0.elapsed() < Duration::from_secs(60), "the helper hung for {:?}", t0.elapsed());
 }
 
 #[test]
