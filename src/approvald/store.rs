@@ -1,8 +1,17 @@
 //! The service's durable state: one SQLite database in WAL mode with `synchronous=FULL`, so
 //! that every request, approval, denial and issued token is on disk before the HTTP answer
-//! leaves. One connection, behind a mutex, used from blocking threads: every write is a
-//! transaction that re-reads the request's status first, which is what makes "two approvers
-//! race on the last approval" issue exactly one token.
+//! leaves.
+//!
+//! Writes go through one connection, one at a time ([`Store::write`]): each re-reads the
+//! request's status first, which is what makes "two approvers race on the last approval"
+//! issue exactly one token. They are *group-committed*: writers that queue up while a commit
+//! is being flushed run next, one after another, each in its own savepoint of one shared
+//! transaction, and the last of them commits for all — one fsync for the group, and nobody
+//! is answered before the commit that holds their change is on disk. A write's savepoint is
+//! rolled back on a store error, so one failing write never undoes another's.
+//!
+//! Reads use a second connection, which sees only committed data (a WAL snapshot), so a
+//! reader never answers with a change that is not yet durable, and never waits for a flush.
 //!
 //! Tables (schema version in `PRAGMA user_version`, upgraded by [`migrate`]):
 //! - `requests`: one row per request, the request as JSON (with the verified requester), its
@@ -16,9 +25,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::approval::api::{Denial, Status};
 use crate::approval::{Approval, ApprovalRequest, Principal};
@@ -171,15 +181,58 @@ impl From<rusqlite::Error> for Refusal {
     }
 }
 
+/// Most writes that share one commit (bounds how long the first of them waits).
+const MAX_GROUP: usize = 64;
+
 /// The database.
 pub struct Store {
-    conn: Mutex<Connection>,
+    writer: Mutex<Group>,
+    /// Signalled when a group's commit has finished.
+    committed: Condvar,
+    /// Writers waiting for `writer`: while there are any, a finished write leaves the commit
+    /// to them.
+    queued: AtomicUsize,
+    reader: Mutex<Connection>,
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    // A panic while holding the lock cannot leave a transaction half-applied (SQLite rolls
-    // back an unfinished transaction), so a poisoned lock is still a usable connection.
+/// The write connection and the group of writes in its open transaction.
+struct Group {
+    conn: Connection,
+    /// The open transaction's outcome, shared by its writers; `None`: no transaction open.
+    open: Option<Arc<OnceLock<Result<(), String>>>>,
+    members: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a lock cannot leave a write half-applied (writes run inside a
+    // savepoint that is rolled back, and SQLite rolls back an unfinished transaction), so a
+    // poisoned lock still guards a usable connection.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What a write's error means for its changes: store errors roll them back; refusals keep
+/// what the checks recorded (an expiry noticed on the way).
+trait WriteError: From<StoreError> {
+    fn keeps_changes(&self) -> bool;
+}
+
+impl WriteError for StoreError {
+    fn keeps_changes(&self) -> bool {
+        false
+    }
+}
+
+impl WriteError for Refusal {
+    fn keeps_changes(&self) -> bool {
+        !matches!(self, Refusal::Store(_))
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 fn status_of(s: &str) -> Result<Status, StoreError> {
@@ -189,9 +242,7 @@ fn status_of(s: &str) -> Result<Status, StoreError> {
 impl Store {
     /// Opens (creating if needed) and upgrades the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let conn = open_connection(path)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError(format!(
@@ -201,12 +252,69 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         migrate(&conn).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let reader = open_connection(path)?;
+        reader.execute_batch("PRAGMA query_only = ON;")?;
+        Ok(Store {
+            writer: Mutex::new(Group { conn, open: None, members: 0 }),
+            committed: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    /// Runs `f` as one write: in its own savepoint of the group's transaction, answered only
+    /// once that transaction is committed (by this caller, or by the last writer queued
+    /// behind it). `f` sees every committed change and those of earlier writes in its group.
+    fn write<R, E: WriteError>(&self, f: impl FnOnce(&Connection) -> Result<R, E>) -> Result<R, E> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut g = lock(&self.writer);
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let outcome = match g.open.clone() {
+            Some(o) => o,
+            None => {
+                g.conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from)?;
+                let o = Arc::new(OnceLock::new());
+                g.open = Some(o.clone());
+                g.members = 0;
+                o
+            }
+        };
+        g.members += 1;
+        let result = in_savepoint(&g.conn, f);
+        if self.queued.load(Ordering::SeqCst) > 0 && g.members < MAX_GROUP {
+            // Someone is queued behind us and will commit for both (or pass it on).
+            while outcome.get().is_none() {
+                g = self.committed.wait(g).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        } else {
+            let done = g.conn.execute_batch("COMMIT").map_err(|e| format!("cannot commit: {e}"));
+            if done.is_err() {
+                let _ = g.conn.execute_batch("ROLLBACK");
+            }
+            let _ = outcome.set(done);
+            g.open = None;
+            self.committed.notify_all();
+        }
+        drop(g);
+        match outcome.get() {
+            Some(Ok(())) => result,
+            Some(Err(e)) => Err(StoreError(e.clone()).into()),
+            None => Err(StoreError("a write group ended without an outcome".into()).into()),
+        }
+    }
+
+    /// Runs `f` in a read transaction on the reader connection (committed data only).
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut c = lock(&self.reader);
+        let tx = c.transaction()?;
+        let r = f(&tx)?;
+        tx.commit()?;
+        Ok(r)
     }
 
     /// Whether the database answers.
     pub fn health(&self) -> Result<(), StoreError> {
-        let c = lock(&self.conn);
+        let c = lock(&self.reader);
         let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let _: i64 =
             c.query_row("SELECT count(*) FROM (SELECT 1 FROM requests LIMIT 1)", [], |r| r.get(0))?;
@@ -225,8 +333,7 @@ impl Store {
         created: i64,
         expires: i64,
     ) -> Result<Record, StoreError> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        self.write(|tx| {
         tx.execute(
             "INSERT INTO requests (id, status, requester_issuer, requester_iss, requester_sub, requester_email,
                                    created, expires, request)
@@ -242,28 +349,27 @@ impl Store {
                 serde_json::to_string(request)?
             ],
         )?;
-        event(&tx, created, id, "asked", Some(requester), request.reason.as_deref())?;
-        let r = load(&tx, id)?.ok_or_else(|| StoreError("a stored request vanished".into()))?;
-        tx.commit()?;
-        Ok(r)
+        event(tx, created, id, "asked", Some(requester), request.reason.as_deref())?;
+        load(tx, id)?.ok_or_else(|| StoreError("a stored request vanished".into()))
+        })
     }
 
     /// The request `id` as of `now` (a pending request past its expiry is recorded as expired).
     pub fn get(&self, id: &str, now: i64) -> Result<Option<Record>, StoreError> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let r = match load(&tx, id)? {
-            Some(r) => Some(expire_if_due(&tx, r, now)?),
-            None => None,
-        };
-        tx.commit()?;
-        Ok(r)
+        match self.read(|tx| load(tx, id))? {
+            Some(r) if r.status == Status::Pending && now >= r.expires => {
+                self.write(|tx| match load(tx, id)? {
+                    Some(r) => Ok(Some(expire_if_due(tx, r, now)?)),
+                    None => Ok(None),
+                })
+            }
+            r => Ok(r),
+        }
     }
 
     /// Pending, unexpired requests, oldest first (at most `limit`).
     pub fn pending(&self, now: i64, limit: usize) -> Result<Vec<Record>, StoreError> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction()?;
+        self.read(|tx| {
         let ids: Vec<String> = {
             let mut st = tx.prepare_cached(
                 "SELECT id FROM requests WHERE status = 'pending' AND expires > ?1 ORDER BY created, id LIMIT ?2",
@@ -272,12 +378,12 @@ impl Store {
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(r) = load(&tx, &id)? {
+            if let Some(r) = load(tx, &id)? {
                 out.push(r);
             }
         }
-        tx.commit()?;
         Ok(out)
+        })
     }
 
     /// Records an approval by `who`; when it completes every requirement, marks the request
@@ -291,12 +397,8 @@ impl Store {
         now: i64,
         sign: impl FnOnce(&Record) -> String,
     ) -> Result<(Record, bool), Refusal> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Err(e) = actionable(&tx, id, who, now) {
-            tx.commit()?; // keeps an expiry that the check recorded
-            return Err(e);
-        }
+        self.write(|tx| {
+        actionable(tx, id, who, now)?;
         let groups = serde_json::to_string(&who.groups).map_err(StoreError::from)?;
         let claims = serde_json::to_string(&who.claims).map_err(StoreError::from)?;
         tx.execute(
@@ -304,8 +406,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![id, who.issuer, who.iss, who.sub, who.email, groups, claims, now, comment],
         )?;
-        event(&tx, now, id, "approved", Some(who), comment)?;
-        let mut r = load(&tx, id)?.ok_or(Refusal::NotFound)?;
+        event(tx, now, id, "approved", Some(who), comment)?;
+        let mut r = load(tx, id)?.ok_or(Refusal::NotFound)?;
         debug_assert_eq!(r.status, Status::Pending, "{}", r.id);
         let issued = r.satisfied();
         if issued {
@@ -315,11 +417,11 @@ impl Store {
                 "UPDATE requests SET status = 'approved', token = ?2, decided = ?3 WHERE id = ?1 AND status = 'pending'",
                 params![id, token, now],
             )?;
-            event(&tx, now, id, "token issued", None, None)?;
+            event(tx, now, id, "token issued", None, None)?;
             r.token = Some(token);
         }
-        tx.commit()?;
         Ok((r, issued))
+        })
     }
 
     /// Records a denial by `who`: the request is denied at the first one.
@@ -330,12 +432,8 @@ impl Store {
         comment: Option<&str>,
         now: i64,
     ) -> Result<Record, Refusal> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if let Err(e) = actionable(&tx, id, who, now) {
-            tx.commit()?; // keeps an expiry that the check recorded
-            return Err(e);
-        }
+        self.write(|tx| {
+        actionable(tx, id, who, now)?;
         tx.execute(
             "INSERT INTO denials (request_id, iss, sub, email, time, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![id, who.iss, who.sub, who.email, now, comment],
@@ -344,45 +442,59 @@ impl Store {
             "UPDATE requests SET status = 'denied', decided = ?2 WHERE id = ?1 AND status = 'pending'",
             params![id, now],
         )?;
-        event(&tx, now, id, "denied", Some(who), comment)?;
-        let r = load(&tx, id)?.ok_or(Refusal::NotFound)?;
-        tx.commit()?;
-        Ok(r)
+        event(tx, now, id, "denied", Some(who), comment)?;
+        load(tx, id)?.ok_or(Refusal::NotFound)
+        })
     }
 
     /// The requester withdraws a pending request.
     pub fn withdraw(&self, id: &str, who: &OidcIdentity, now: i64) -> Result<Record, Refusal> {
-        let mut c = lock(&self.conn);
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let r = load(&tx, id)?.ok_or(Refusal::NotFound)?;
-        if !r.is_requester(who) {
-            // Approvers may see a request, but only its requester may take it back.
-            return Err(if r.may_approve(who) {
-                Refusal::Forbidden("only the requester may withdraw a request".into())
-            } else {
-                Refusal::NotFound
-            });
-        }
-        let r = expire_if_due(&tx, r, now)?;
-        if r.status != Status::Pending {
-            tx.commit()?;
-            return Err(Refusal::Conflict(format!("the request is {}, not pending", r.status.as_str())));
-        }
-        tx.execute(
-            "UPDATE requests SET status = 'withdrawn', decided = ?2 WHERE id = ?1 AND status = 'pending'",
-            params![id, now],
-        )?;
-        event(&tx, now, id, "withdrew", Some(who), None)?;
-        let r = load(&tx, id)?.ok_or(Refusal::NotFound)?;
-        tx.commit()?;
-        Ok(r)
+        self.write(|tx| {
+            let r = load(tx, id)?.ok_or(Refusal::NotFound)?;
+            if !r.is_requester(who) {
+                // Approvers may see a request, but only its requester may take it back.
+                return Err(if r.may_approve(who) {
+                    Refusal::Forbidden("only the requester may withdraw a request".into())
+                } else {
+                    Refusal::NotFound
+                });
+            }
+            let r = expire_if_due(tx, r, now)?;
+            if r.status != Status::Pending {
+                return Err(Refusal::Conflict(format!("the request is {}, not pending", r.status.as_str())));
+            }
+            tx.execute(
+                "UPDATE requests SET status = 'withdrawn', decided = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![id, now],
+            )?;
+            event(tx, now, id, "withdrew", Some(who), None)?;
+            load(tx, id)?.ok_or(Refusal::NotFound)
+        })
     }
+}
+
+/// Runs one write in a savepoint of the open transaction: released when it succeeds or is a
+/// refusal that keeps its checks' changes, rolled back on a store error or a panic.
+fn in_savepoint<R, E: WriteError>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, E>,
+) -> Result<R, E> {
+    conn.execute_batch("SAVEPOINT write").map_err(StoreError::from)?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError("internal error in a database write".into()).into()));
+    let keep = match &result {
+        Ok(_) => true,
+        Err(e) => e.keeps_changes(),
+    };
+    let end = if keep { "RELEASE write" } else { "ROLLBACK TO write; RELEASE write" };
+    conn.execute_batch(end).map_err(StoreError::from)?;
+    result
 }
 
 /// The checks shared by approve and deny, inside the transaction: the request exists, `who`
 /// may act on it (an approver, not the requester), it is pending and unexpired, and `who` has
 /// not acted on it yet.
-fn actionable(tx: &Transaction<'_>, id: &str, who: &OidcIdentity, now: i64) -> Result<Record, Refusal> {
+fn actionable(tx: &Connection, id: &str, who: &OidcIdentity, now: i64) -> Result<Record, Refusal> {
     let r = load(tx, id)?.ok_or(Refusal::NotFound)?;
     if r.is_requester(who) {
         return Err(Refusal::Forbidden(
@@ -409,7 +521,7 @@ fn actionable(tx: &Transaction<'_>, id: &str, who: &OidcIdentity, now: i64) -> R
 }
 
 /// Marks `r` expired when it is pending and past its expiry, recording the event.
-fn expire_if_due(tx: &Transaction<'_>, mut r: Record, now: i64) -> Result<Record, StoreError> {
+fn expire_if_due(tx: &Connection, mut r: Record, now: i64) -> Result<Record, StoreError> {
     if r.status == Status::Pending && now >= r.expires {
         tx.execute(
             "UPDATE requests SET status = 'expired', decided = ?2 WHERE id = ?1 AND status = 'pending'",
@@ -422,7 +534,7 @@ fn expire_if_due(tx: &Transaction<'_>, mut r: Record, now: i64) -> Result<Record
 }
 
 fn event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     time: i64,
     id: &str,
     what: &str,
@@ -446,7 +558,7 @@ fn event(
     Ok(())
 }
 
-fn load(tx: &Transaction<'_>, id: &str) -> Result<Option<Record>, StoreError> {
+fn load(tx: &Connection, id: &str) -> Result<Option<Record>, StoreError> {
     let row = tx
         .prepare_cached(
             "SELECT status, requester_issuer, requester_iss, requester_sub, requester_email, created, expires,
@@ -532,7 +644,6 @@ fn load(tx: &Transaction<'_>, id: &str) -> Result<Option<Record>, StoreError> {
     }))
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`], refusing a database from a newer build.
 /// One entry of the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEvent {
@@ -586,6 +697,7 @@ pub fn audit(path: &Path, request: Option<&str>, since: i64) -> Result<Vec<Audit
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Brings the schema to [`SCHEMA_VERSION`], refusing a database from a newer build.
 fn migrate(conn: &Connection) -> Result<(), String> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if v > SCHEMA_VERSION {
@@ -710,7 +822,7 @@ mod tests {
         assert!(matches!(s.withdraw("req_withdrawn0", &who("eve", &[]), 150), Err(Refusal::NotFound)));
         assert_eq!(s.withdraw("req_withdrawn0", &alice, 150).unwrap().status, Status::Withdrawn);
         assert!(matches!(s.withdraw("req_withdrawn0", &alice, 150), Err(Refusal::Conflict(_))));
-        let c = lock(&s.conn);
+        let c = Connection::open(dir.join("a.db")).unwrap();
         let n: i64 = c.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 6); // 3 asked, expired, denied, withdrew
         assert!(c.execute("DELETE FROM events", []).is_err(), "append-only");
@@ -734,6 +846,65 @@ mod tests {
     }
 
     #[test]
+    fn queued_writers_share_a_commit_and_a_failing_write_undoes_only_itself() {
+        let (s, dir) = store();
+        let s = Arc::new(s);
+        // Hold the write connection so that every writer below queues up behind it: they
+        // then run one after another in one group and the last commits for all.
+        let held = lock(&s.writer);
+        let mut threads = Vec::new();
+        for n in 0..8 {
+            let s = s.clone();
+            threads.push(std::thread::spawn(move || {
+                let id = format!("req_group{n:07}");
+                let r = s.submit(&id, &who("alice", &[]), &request(1), 100, 10_000);
+                // Every other writer then fails on purpose: a duplicate id.
+                let dup = if n % 2 == 0 {
+                    Some(s.submit(&id, &who("alice", &[]), &request(1), 100, 10_000))
+                } else {
+                    None
+                };
+                (r.map(|r| r.id), dup.map(|d| d.is_err()))
+            }));
+        }
+        while s.queued.load(Ordering::SeqCst) < 8 {
+            std::thread::yield_now();
+        }
+        drop(held);
+        for t in threads {
+            let (r, dup_failed) = t.join().unwrap();
+            assert!(r.is_ok(), "{r:?}");
+            assert_ne!(dup_failed, Some(false), "a duplicate id was accepted");
+        }
+        // Everything committed is there, once; a refusal keeps what it recorded, a store error
+        // only rolls back its own write.
+        let c = Connection::open(dir.join("a.db")).unwrap();
+        let n: i64 = c.query_row("SELECT count(*) FROM requests", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 8);
+        let n: i64 =
+            c.query_row("SELECT count(*) FROM events WHERE event = 'asked'", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 8);
+        let kept: Result<(), Refusal> = s.write(|tx| {
+            event(tx, 1, "req_kept0000000", "asked", None, None)?;
+            Err(Refusal::Conflict("a refusal".into()))
+        });
+        assert!(matches!(kept, Err(Refusal::Conflict(_))));
+        let undone: Result<(), Refusal> = s.write(|tx| {
+            event(tx, 1, "req_undone00000", "asked", None, None)?;
+            Err(Refusal::Store(StoreError("a store error".into())))
+        });
+        assert!(matches!(undone, Err(Refusal::Store(_))));
+        let ids: Vec<String> =
+            audit(&dir.join("a.db"), None, 0).unwrap().into_iter().map(|e| e.request).collect();
+        assert!(
+            ids.contains(&"req_kept0000000".to_string()) && !ids.contains(&"req_undone00000".to_string())
+        );
+        // A reader sees only what is committed.
+        assert_eq!(s.get("req_group0000003", 101).unwrap().unwrap().status, Status::Pending);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn same_email_counts_as_the_requester() {
         let (s, dir) = store();
         let alice = who("alice", &[]);
@@ -750,7 +921,7 @@ mod tests {
     #[test]
     fn newer_schema_is_refused() {
         let (s, dir) = store();
-        lock(&s.conn).execute_batch("PRAGMA user_version = 99").unwrap();
+        Connection::open(dir.join("a.db")).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
         drop(s);
         let e = Store::open(&dir.join("a.db")).err().unwrap().to_string();
         assert!(e.contains("newer than this lpexec-approvald understands"), "{e}");
