@@ -90,6 +90,58 @@ fn sigkill_of_the_helper_leaves_no_raw_terminal_and_no_command() {
     assert_all_gone(&session, "after the helper was killed");
 }
 
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+#[test]
+fn sigstop_of_the_helper_loses_no_output_and_leaves_no_raw_terminal() {
+    // The caller may stop the helper (its real uid is the caller's): the command's output
+    // waits in the session's pty meanwhile, and after SIGCONT everything reaches both the
+    // caller and the recording, and the terminal is restored at the end.
+    let sb = sandbox("reg-sigstop-helper");
+    let lp = sb.lpexec();
+    let mut t =
+        sb.pty(ALICE, &[("PS1", "PROMPT$ "), ("LP", &lp)], &["/bin/bash", "--norc", "--noprofile", "-i"]);
+    t.expect("PROMPT$ ");
+    t.send("a=$(stty -g); $LP sh -c 'sleep 1; echo after-the-stop'\n");
+    let shell = t.pid();
+    wait_for("the session", || descendants_of(shell).len() >= 4);
+    let front = children_of(shell).into_iter().find(|p| !children_of(*p).is_empty()).unwrap();
+    let helper = children_of(front)[0];
+    signal(helper, nix::sys::signal::Signal::SIGSTOP);
+    // Meanwhile the command writes its line and exits.
+    std::thread::sleep(Duration::from_secs(2));
+    signal(helper, nix::sys::signal::Signal::SIGCONT);
+    t.expect("after-the-stop");
+    t.expect_n("PROMPT$ ", 2, Duration::from_secs(10));
+    t.send("b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME\n");
+    t.expect("SAME");
+    let cast = sb.recordings()[0].clone();
+    assert!(read(&cast).contains("after-the-stop"));
+    let id = cast.file_stem().unwrap().to_str().unwrap().to_string();
+    sb.lp("root", &["verify", &id]).assert_code(0);
+}
+
+#[test]
+fn sigstop_of_the_front_end_leaves_the_command_recorded_and_the_status_intact() {
+    let sb = sandbox("reg-sigstop-front");
+    let child = sb
+        .command(ALICE, &[], &[&sb.lpexec(), "sh", "-c", "sleep 1; echo finished; exit 3"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the command", || descendants_of(child.id()).len() >= 2);
+    signal(child.id(), nix::sys::signal::Signal::SIGSTOP);
+    wait_for("the seal", || sb.recordings().first().is_some_and(|c| c.with_extension("json").exists()));
+    signal(child.id(), nix::sys::signal::Signal::SIGCONT);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "finished\n");
+    let id = sb.recordings()[0].file_stem().unwrap().to_str().unwrap().to_string();
+    sb.lp("root", &["verify", &id]).assert_code(0);
+}
+
 #[test]
 fn resource_limits_set_by_the_caller_fail_closed_or_record() {
     let sb = sandbox("reg-rlimits");
