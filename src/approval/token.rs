@@ -12,7 +12,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::{Approval, MAX_TOKEN, Principal, Subject};
+use super::{Approval, MAX_TOKEN, Subject};
 
 pub const TYP: &str = "lpexec-approval+jwt";
 /// Clock skew tolerated on `iat` (a token from a service whose clock runs a little ahead).
@@ -45,7 +45,9 @@ struct Header {
     kid: String,
 }
 
-/// Every claim of an approval token.
+/// Every claim of an approval token: the request id and times, then the [`Subject`]'s fields
+/// at the top level of the payload (flattened: the wire format stays flat and strict, unknown
+/// claims are refused), and the approvals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claims {
@@ -55,51 +57,14 @@ pub struct Claims {
     pub jti: String,
     pub iat: i64,
     pub exp: i64,
-    pub host: String,
-    pub uid: u32,
-    pub user: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requester: Option<Principal>,
-    pub role: String,
-    pub run_as: String,
-    pub command: String,
-    pub argv: Vec<String>,
-    pub cwd: String,
+    #[serde(flatten)]
+    pub subject: Subject,
     pub approvals: Vec<Approval>,
 }
 
 impl Claims {
     pub fn new(iss: &str, jti: &str, iat: i64, exp: i64, s: &Subject, approvals: Vec<Approval>) -> Claims {
-        Claims {
-            iss: iss.to_string(),
-            jti: jti.to_string(),
-            iat,
-            exp,
-            host: s.host.clone(),
-            uid: s.uid,
-            user: s.user.clone(),
-            requester: s.requester.clone(),
-            role: s.role.clone(),
-            run_as: s.run_as.clone(),
-            command: s.command.clone(),
-            argv: s.argv.clone(),
-            cwd: s.cwd.clone(),
-            approvals,
-        }
-    }
-
-    pub fn subject(&self) -> Subject {
-        Subject {
-            host: self.host.clone(),
-            uid: self.uid,
-            user: self.user.clone(),
-            requester: self.requester.clone(),
-            role: self.role.clone(),
-            run_as: self.run_as.clone(),
-            command: self.command.clone(),
-            argv: self.argv.clone(),
-            cwd: self.cwd.clone(),
-        }
+        Claims { iss: iss.to_string(), jti: jti.to_string(), iat, exp, subject: s.clone(), approvals }
     }
 }
 
@@ -207,6 +172,7 @@ pub fn verify(token: &str, trusted: &[[u8; 32]], now: i64) -> Result<Claims, Tok
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approval::Principal;
 
     fn claims(now: i64) -> Claims {
         let s = Subject {
@@ -252,7 +218,7 @@ mod tests {
         assert!(matches!(verify(&t, &[pk], now - 61), Err(TokenError::IssuedInFuture)));
         // a forged key under the trusted kid fails the signature
         let mut forged = claims(now);
-        forged.argv.push("--force".into());
+        forged.subject.argv.push("--force".into());
         let f = sign(&other, &forged);
         let (fh, rest) = f.split_once('.').unwrap();
         let _ = fh;
@@ -270,6 +236,45 @@ mod tests {
             assert!(verify(bad, &[pk], now).is_err(), "{bad}");
         }
         assert_eq!(verify(&"a".repeat(MAX_TOKEN + 1), &[pk], now), Err(TokenError::TooLarge));
+    }
+
+    #[test]
+    fn claims_are_flat_and_strict() {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let pk = key.verifying_key().to_bytes();
+        let now = 1_800_000_000;
+        let v = serde_json::to_value(claims(now)).unwrap();
+        // The subject's fields sit at the top level of the payload, beside jti and approvals.
+        for k in [
+            "iss",
+            "jti",
+            "iat",
+            "exp",
+            "host",
+            "uid",
+            "user",
+            "requester",
+            "role",
+            "run_as",
+            "command",
+            "argv",
+            "cwd",
+            "approvals",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing from {v}");
+        }
+        assert!(v.get("subject").is_none());
+        // A validly signed payload with a claim nobody defined is refused.
+        let mut extra = v.clone();
+        extra["admin"] = serde_json::json!(true);
+        let h = b64(format!(r#"{{"alg":"EdDSA","typ":"{TYP}","kid":"{}"}}"#, kid(&pk)).as_bytes());
+        let p = b64(&serde_json::to_vec(&extra).unwrap());
+        let sig = b64(&ed25519_dalek::Signer::sign(&key, format!("{h}.{p}").as_bytes()).to_bytes());
+        assert!(matches!(verify(&format!("{h}.{p}.{sig}"), &[pk], now), Err(TokenError::Malformed(_))));
+        // ...while the same payload without it verifies.
+        let p = b64(&serde_json::to_vec(&v).unwrap());
+        let sig = b64(&ed25519_dalek::Signer::sign(&key, format!("{h}.{p}").as_bytes()).to_bytes());
+        assert_eq!(verify(&format!("{h}.{p}.{sig}"), &[pk], now).unwrap(), claims(now));
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub fn check(
     let now = now_unix();
     let claims = token::verify(token, &acfg.trusted_keys, now).map_err(|e| e.to_string())?;
     let id = claims.jti.clone();
-    let bound = claims.subject();
+    let bound = &claims.subject;
     if let Some(field) = bound.first_difference(run) {
         return Err(format!(
             "approval {id} was given for a different request: its {field} does not match this run \
@@ -125,7 +125,7 @@ pub fn check(
         ));
     }
     let mine = |iss: &str, sub: &str| identity.oidc.iter().any(|o| o.iss == iss && o.sub == sub);
-    if let Some(p) = &claims.requester {
+    if let Some(p) = &claims.subject.requester {
         if !mine(&p.iss, &p.sub) {
             return Err(format!(
                 "approval {id} was requested by another identity than the one this run presents"
@@ -138,7 +138,7 @@ pub fn check(
     let mut approvers: Vec<OidcIdentity> = Vec::new();
     let mut shown = Vec::new();
     for a in &claims.approvals {
-        let requester = claims.requester.as_ref().is_some_and(|p| p.iss == a.iss && p.sub == a.sub);
+        let requester = claims.subject.requester.as_ref().is_some_and(|p| p.iss == a.iss && p.sub == a.sub);
         if requester || mine(&a.iss, &a.sub) {
             return Err(format!(
                 "approval {id} includes an approval by the requester; nobody approves their own request"

@@ -252,7 +252,7 @@ fn expired_untrusted_and_forged_tokens_are_refused() {
     let good = w.token(&TRUSTED_SEED, &s, bob(), 600);
     let parts: Vec<&str> = good.split('.').collect();
     let mut c = token::peek(&good).unwrap();
-    c.argv = vec!["id".into(), "-g".into()];
+    c.subject.argv = vec!["id".into(), "-g".into()];
     use base64::Engine;
     let edited = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
     let o = w.run(&["id", "-g"], None, Some(&format!("{}.{edited}.{}", parts[0], parts[2])));

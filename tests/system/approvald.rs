@@ -353,7 +353,7 @@ fn approvald_round_trip_submit_list_approve_token() {
     assert_eq!(claims.jti, v.id);
     assert_eq!(claims.iss, a.url());
     assert_eq!(claims.exp - claims.iat, 900, "the request's ttl");
-    assert_eq!(claims.subject(), mine.request.subject);
+    assert_eq!(claims.subject, mine.request.subject);
     assert_eq!(claims.approvals.len(), 1);
     assert_eq!(
         (claims.approvals[0].sub.as_str(), claims.approvals[0].comment.as_deref()),
