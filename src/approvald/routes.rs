@@ -398,6 +398,21 @@ async fn show(
     }
 }
 
+/// What approve and deny check first: the caller, the body (a comment at most), the id.
+async fn approver_act(
+    app: &Arc<App>,
+    headers: &HeaderMap,
+    remote: &Remote,
+    id: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<(OidcIdentity, Act)> {
+    let who = authenticate(app, headers, remote).await?;
+    let act: Act = parse_body(body, true)?;
+    check_comment(&act.comment)?;
+    check_id(id)?;
+    Ok((who, act))
+}
+
 async fn approve(
     State(app): State<Arc<App>>,
     ConnectInfo(remote): ConnectInfo<Remote>,
@@ -405,10 +420,7 @@ async fn approve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<RequestView>> {
-    let who = authenticate(&app, &headers, &remote).await?;
-    let act: Act = parse_body(body, true)?;
-    check_comment(&act.comment)?;
-    check_id(&id)?;
+    let (who, act) = approver_act(&app, &headers, &remote, &id, body).await?;
     let (a, w, i) = (app.clone(), who.clone(), id.clone());
     let out = blocking(move || {
         let now = now_unix();
@@ -436,10 +448,7 @@ async fn deny(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<Json<RequestView>> {
-    let who = authenticate(&app, &headers, &remote).await?;
-    let act: Act = parse_body(body, true)?;
-    check_comment(&act.comment)?;
-    check_id(&id)?;
+    let (who, act) = approver_act(&app, &headers, &remote, &id, body).await?;
     let (a, w, i) = (app.clone(), who.clone(), id.clone());
     let r = blocking(move || a.store.deny(&i, &w, act.comment.as_deref(), now_unix()))
         .await?

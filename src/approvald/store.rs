@@ -242,18 +242,19 @@ fn status_of(s: &str) -> Result<Status, StoreError> {
 impl Store {
     /// Opens (creating if needed) and upgrades the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let at = |e: rusqlite::Error| StoreError(format!("cannot use the database {}: {e}", path.display()));
         let conn = open_connection(path)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(at)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError(format!(
                 "the database {} cannot use WAL mode (it reports {mode:?}); put it on a local file system",
                 path.display()
             )));
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(at)?;
         migrate(&conn).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         let reader = open_connection(path)?;
-        reader.execute_batch("PRAGMA query_only = ON;")?;
+        reader.execute_batch("PRAGMA query_only = ON;").map_err(at)?;
         Ok(Store {
             writer: Mutex::new(Group { conn, open: None, members: 0 }),
             committed: Condvar::new(),
@@ -670,7 +671,9 @@ pub fn audit(path: &Path, request: Option<&str>, since: i64) -> Result<Vec<Audit
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError(format!("cannot read the database {}: {e}", path.display())))?;
     if v != SCHEMA_VERSION {
         return Err(StoreError(format!(
             "{} has schema version {v}, this lpexec-approvald reads version {SCHEMA_VERSION}{}",
@@ -915,6 +918,19 @@ mod tests {
             s.approve("req_sameemail0", &alt, None, 101, |_| unreachable!()),
             Err(Refusal::Forbidden(_))
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_naming_it() {
+        let (s, dir) = store();
+        drop(s);
+        let bogus = dir.join("bogus.db");
+        std::fs::write(&bogus, b"not a database, not at all, definitely not").unwrap();
+        let e = Store::open(&bogus).err().unwrap().to_string();
+        assert!(e.contains(&bogus.display().to_string()) && e.contains("not a database"), "{e}");
+        let e = audit(&bogus, None, 0).unwrap_err().to_string();
+        assert!(e.contains(&bogus.display().to_string()) && e.contains("not a database"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
