@@ -289,19 +289,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn requirement_counts_only_matching_approvers() {
-        let r = Requirement {
+    /// `min` approvals from members of `groups` at issuer corp.
+    fn requirement(groups: &[&str], min: u32) -> Requirement {
+        Requirement {
             rule: "p:1".into(),
             approvers: vec![Approver {
                 issuer: "corp".into(),
                 sub: None,
                 email: None,
-                groups: vec!["rm".into()],
+                groups: groups.iter().map(|g| g.to_string()).collect(),
                 claims: BTreeMap::new(),
             }],
-            min_approvals: 2,
-        };
+            min_approvals: min,
+        }
+    }
+
+    #[test]
+    fn requirement_counts_only_matching_approvers() {
+        let r = requirement(&["rm"], 2);
         let a = [who("a", &["rm"]), who("b", &["dev"]), who("c", &["rm", "x"])];
         assert!(!r.satisfied_by(a[..2].iter()));
         assert!(r.satisfied_by(a.iter()));
@@ -310,17 +315,7 @@ mod tests {
 
     #[test]
     fn zero_min_approvals_still_needs_one() {
-        let r = Requirement {
-            rule: "p:1".into(),
-            approvers: vec![Approver {
-                issuer: "corp".into(),
-                sub: None,
-                email: None,
-                groups: vec![],
-                claims: BTreeMap::new(),
-            }],
-            min_approvals: 0,
-        };
+        let r = requirement(&[], 0);
         assert!(!r.satisfied_by(std::iter::empty()));
     }
 

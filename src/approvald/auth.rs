@@ -169,18 +169,7 @@ mod tests {
     use super::*;
 
     fn verifier() -> Verifier {
-        let issuer = Issuer {
-            name: "corp".into(),
-            url: "https://id.example.com".into(),
-            client_id: "lpexec".into(),
-            audience: "lpexec".into(),
-            scopes: vec![],
-            groups_claim: "groups".into(),
-            device_flow: true,
-            jwks_file: None,
-            ca_file: None,
-        };
-        Verifier::new(&[issuer]).unwrap()
+        Verifier::new(&[Issuer::for_tests()]).unwrap()
     }
 
     #[test]

@@ -64,6 +64,24 @@ pub struct Issuer {
     pub ca_file: Option<PathBuf>,
 }
 
+#[cfg(test)]
+impl Issuer {
+    /// `corp` at `https://id.example.com`, client and audience `lpexec`, groups in `groups`.
+    pub fn for_tests() -> Issuer {
+        Issuer {
+            name: "corp".into(),
+            url: "https://id.example.com".into(),
+            client_id: "lpexec".into(),
+            audience: "lpexec".into(),
+            scopes: vec![],
+            groups_claim: "groups".into(),
+            device_flow: true,
+            jwks_file: None,
+            ca_file: None,
+        }
+    }
+}
+
 /// `[approval]`: where approvals are requested and which keys may sign them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {

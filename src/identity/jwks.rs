@@ -226,17 +226,7 @@ mod tests {
     const URL: &str = "https://id.example.com";
 
     fn issuer() -> Issuer {
-        Issuer {
-            name: "corp".into(),
-            url: URL.into(),
-            client_id: "lpexec".into(),
-            audience: "lpexec".into(),
-            scopes: vec![],
-            groups_claim: "groups".into(),
-            device_flow: true,
-            jwks_file: None,
-            ca_file: None,
-        }
+        Issuer { url: URL.into(), ..Issuer::for_tests() }
     }
 
     fn net(kids: &[&str]) -> Net {

@@ -239,17 +239,7 @@ mod tests {
     use super::*;
 
     fn issuer() -> Issuer {
-        Issuer {
-            name: "corp".into(),
-            url: "https://id.example.com".into(),
-            client_id: "lpexec".into(),
-            audience: "lpexec".into(),
-            scopes: vec![],
-            groups_claim: "roles".into(),
-            device_flow: true,
-            jwks_file: None,
-            ca_file: None,
-        }
+        Issuer { groups_claim: "roles".into(), ..Issuer::for_tests() }
     }
 
     #[test]

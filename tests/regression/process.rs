@@ -46,8 +46,7 @@ fn sigterm_to_the_front_end_reaches_the_command_and_the_session_is_sealed() {
     let sb = sandbox("reg-sigterm");
     let mut child = sb.command(ALICE, &[], &[&sb.lpexec(), "sleep", "30"]).spawn().unwrap();
     wait_for("the command", || descendants_of(child.id()).len() >= 2);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
+    signal(child.id(), nix::sys::signal::Signal::SIGTERM);
     let st = child.wait().unwrap();
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGTERM));
     let id = sb.recordings()[0].file_stem().unwrap().to_str().unwrap().to_string();
@@ -69,24 +68,35 @@ fn sigkill_of_the_front_end_leaves_the_session_recorded_to_the_end() {
     sb.lp("root", &["verify", &id]).assert_code(0);
 }
 
-#[test]
-fn sigkill_of_the_helper_leaves_no_raw_terminal_and_no_command() {
-    let sb = sandbox("reg-kill-helper-tty");
+/// An interactive bash on a terminal that saved its terminal mode and started `$LP ARGS`:
+/// the terminal and the helper's pid, once the session is up.
+fn interactive_session(sb: &Sandbox, args: &str) -> (Pty, u32) {
     let lp = sb.lpexec();
     let mut t =
         sb.pty(ALICE, &[("PS1", "PROMPT$ "), ("LP", &lp)], &["/bin/bash", "--norc", "--noprofile", "-i"]);
     t.expect("PROMPT$ ");
-    t.send("a=$(stty -g); $LP sleep 60\n");
+    t.send(&format!("a=$(stty -g); $LP {args}\n"));
     let shell = t.pid();
     wait_for("the session", || descendants_of(shell).len() >= 4);
     let front = children_of(shell).into_iter().find(|p| !children_of(*p).is_empty()).unwrap();
     let helper = children_of(front)[0];
-    let session = descendants_of(helper);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(helper as i32), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    (t, helper)
+}
+
+/// The shell got its prompt back and its terminal mode is what it was before the session.
+fn assert_terminal_restored(t: &mut Pty) {
     t.expect_n("PROMPT$ ", 2, Duration::from_secs(10));
     t.send("b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME\n");
     t.expect("SAME");
+}
+
+#[test]
+fn sigkill_of_the_helper_leaves_no_raw_terminal_and_no_command() {
+    let sb = sandbox("reg-kill-helper-tty");
+    let (mut t, helper) = interactive_session(&sb, "sleep 60");
+    let session = descendants_of(helper);
+    signal(helper, nix::sys::signal::Signal::SIGKILL);
+    assert_terminal_restored(&mut t);
     assert_all_gone(&session, "after the helper was killed");
 }
 
@@ -100,23 +110,13 @@ fn sigstop_of_the_helper_loses_no_output_and_leaves_no_raw_terminal() {
     // waits in the session's pty meanwhile, and after SIGCONT everything reaches both the
     // caller and the recording, and the terminal is restored at the end.
     let sb = sandbox("reg-sigstop-helper");
-    let lp = sb.lpexec();
-    let mut t =
-        sb.pty(ALICE, &[("PS1", "PROMPT$ "), ("LP", &lp)], &["/bin/bash", "--norc", "--noprofile", "-i"]);
-    t.expect("PROMPT$ ");
-    t.send("a=$(stty -g); $LP sh -c 'sleep 1; echo after-the-stop'\n");
-    let shell = t.pid();
-    wait_for("the session", || descendants_of(shell).len() >= 4);
-    let front = children_of(shell).into_iter().find(|p| !children_of(*p).is_empty()).unwrap();
-    let helper = children_of(front)[0];
+    let (mut t, helper) = interactive_session(&sb, "sh -c 'sleep 1; echo after-the-stop'");
     signal(helper, nix::sys::signal::Signal::SIGSTOP);
     // Meanwhile the command writes its line and exits.
     std::thread::sleep(Duration::from_secs(2));
     signal(helper, nix::sys::signal::Signal::SIGCONT);
     t.expect("after-the-stop");
-    t.expect_n("PROMPT$ ", 2, Duration::from_secs(10));
-    t.send("b=$(stty -g); [ \"$a\" = \"$b\" ] && echo SA\"\"ME\n");
-    t.expect("SAME");
+    assert_terminal_restored(&mut t);
     let cast = sb.recordings()[0].clone();
     assert!(read(&cast).contains("after-the-stop"));
     let id = cast.file_stem().unwrap().to_str().unwrap().to_string();
