@@ -32,8 +32,17 @@ const env = process.env;
 const host = env.IDP_HOST || '127.0.0.1';
 const num = (v, d) => (v ? Number(v) : d);
 
-const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-const ed = crypto.generateKeyPairSync('ed25519');
+// Keys are generated as PEM and imported as new key objects. Exporting (as JWK) a key object
+// that generateKeyPairSync returned can deadlock Node.js 20: a garbage collection during the
+// export runs the key generation job's destructor, which waits for the lock the export holds
+// (seen as a provider that never prints its first line).
+const pem = { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } };
+const keyPair = (type, options) => {
+  const { publicKey, privateKey } = crypto.generateKeyPairSync(type, { ...options, ...pem });
+  return { publicKey: crypto.createPublicKey(publicKey), privateKey: crypto.createPrivateKey(privateKey) };
+};
+const rsa = keyPair('rsa', { modulusLength: 2048 });
+const ed = keyPair('ed25519', {});
 const rsaJwk = { ...rsa.privateKey.export({ format: 'jwk' }), kid: 'rsa-1', alg: 'RS256', use: 'sig' };
 const edJwk = { ...ed.privateKey.export({ format: 'jwk' }), kid: 'ed-1', alg: 'EdDSA', use: 'sig' };
 const rsaPss = { ...rsa.privateKey.export({ format: 'jwk' }), kid: 'rsa-pss', alg: 'PS256', use: 'sig' };
