@@ -24,7 +24,7 @@ async function go(url, form) {
     headers['content-type'] = 'application/x-www-form-urlencoded';
     body = new URLSearchParams(form).toString();
   }
-  const res = await fetch(new URL(url, issuer), { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual' });
+  const res = await fetch(new URL(url, issuer), { method: form ? 'POST' : 'GET', headers, body, redirect: 'manual', signal: AbortSignal.timeout(20000) });
   remember(res);
   if (res.status >= 300 && res.status < 400) return go(new URL(res.headers.get('location'), issuer).href);
   return { status: res.status, text: await res.text(), url };

@@ -19,6 +19,7 @@ use lpexec::approval::api::{ErrorBody, Keys, RequestList, RequestView, Status};
 use lpexec::approval::{ApprovalRequest, Approver, Principal, Requirement, Subject, token};
 use serde_json::{Value, json};
 
+use crate::harness::{COMMAND_LIMIT, http_agent, output_within};
 use crate::idp::{Idp, issuer_toml};
 
 /// A running `lpexec-approvald`. See the module docs.
@@ -65,7 +66,7 @@ impl Approvald {
             d = dir.display()
         );
         std::fs::write(&config, text).unwrap();
-        let o = Command::new(bin()).arg("keygen").arg("--config").arg(&config).output().unwrap();
+        let o = output_within(Command::new(bin()).arg("keygen").arg("--config").arg(&config), COMMAND_LIMIT);
         assert!(o.status.success(), "keygen failed: {}", String::from_utf8_lossy(&o.stderr));
         let public_key = String::from_utf8(o.stdout).unwrap().trim().to_string();
         assert!(public_key.starts_with("ed25519:"), "{public_key}");
@@ -183,14 +184,6 @@ pub fn try_call(
     Ok((status, body))
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(90)))
-        .build()
-        .into()
-}
-
 /// [`try_call`] with the response headers.
 pub fn try_call_h(
     method: &str,
@@ -198,7 +191,7 @@ pub fn try_call_h(
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, ureq::http::HeaderMap, String), String> {
-    let a = agent();
+    let a = http_agent();
     let auth = token.map(|t| format!("Bearer {t}"));
     let r = match (method, body) {
         ("GET", _) => {
@@ -513,13 +506,10 @@ fn approvald_pending_requests_expire() {
     let (s, _) = act(&a, &bob, &w.id, "deny", Some("too late"));
     assert_eq!(s, 409);
     let audit = |args: &[&str]| {
-        let o = Command::new(bin())
-            .arg("--config")
-            .arg(a.config_path())
-            .arg("audit")
-            .args(args)
-            .output()
-            .unwrap();
+        let o = output_within(
+            Command::new(bin()).arg("--config").arg(a.config_path()).arg("audit").args(args),
+            COMMAND_LIMIT,
+        );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
@@ -534,12 +524,10 @@ fn approvald_pending_requests_expire() {
     assert_eq!(table.lines().filter(|l| l.contains(" asked ")).count(), 2, "{table}");
     assert!(table.lines().all(|l| l.starts_with("20")), "{table}");
     assert!(audit(&["--since", "2100-01-01"]).is_empty());
-    let o = Command::new(bin())
-        .arg("--config")
-        .arg(a.config_path())
-        .args(["audit", "--request", "x; DROP"])
-        .output()
-        .unwrap();
+    let o = output_within(
+        Command::new(bin()).arg("--config").arg(a.config_path()).args(["audit", "--request", "x; DROP"]),
+        COMMAND_LIMIT,
+    );
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not a request id"));
 }
 
@@ -760,17 +748,18 @@ fn approvald_keygen_refuses_overwrite_and_service_refuses_a_readable_key() {
     let idp = Idp::start(&[]);
     let mut a = Approvald::start(&idp);
     let key = a.dir().join("signing.key");
-    let o = Command::new(bin()).args(["keygen", "--out"]).arg(&key).output().unwrap();
+    let o = output_within(Command::new(bin()).args(["keygen", "--out"]).arg(&key), COMMAND_LIMIT);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"), "{o:?}");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let o = Command::new(bin()).arg("check").arg("--config").arg(a.config_path()).output().unwrap();
+    let o =
+        output_within(Command::new(bin()).arg("check").arg("--config").arg(a.config_path()), COMMAND_LIMIT);
     assert!(o.status.success(), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains(a.public_key()), "{o:?}");
     a.kill9();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = Command::new(bin()).arg("--config").arg(a.config_path()).output().unwrap();
+    let o = output_within(Command::new(bin()).arg("--config").arg(a.config_path()), COMMAND_LIMIT);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("has mode 0644") && e.contains("chmod 600"), "{e}");
@@ -778,7 +767,7 @@ fn approvald_keygen_refuses_overwrite_and_service_refuses_a_readable_key() {
     let bad = a.dir().join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(a.config_path()).unwrap() + "request_tll = \"1h\"\n")
         .unwrap();
-    let o = Command::new(bin()).arg("check").arg("--config").arg(&bad).output().unwrap();
+    let o = output_within(Command::new(bin()).arg("check").arg("--config").arg(&bad), COMMAND_LIMIT);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.toml:") && e.contains("unknown field `request_tll`"), "{e}");

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Test accounts (created once per machine, reused).
@@ -40,7 +42,129 @@ pub fn require_root() {
 }
 
 fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh").arg("-c").arg(cmd).output().expect("sh")
+    output_within(Command::new("sh").arg("-c").arg(cmd), COMMAND_LIMIT)
+}
+
+/// The longest any one command a test starts may take. Past it the test fails, showing what
+/// the command printed and every process still running: a test never hangs the suite.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(120);
+
+/// Reads `r` to its end on a thread; the receiver hears when it is done.
+fn drain(mut r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, mpsc::Receiver<()>) {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let into = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 65536];
+        loop {
+            match r.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => into.lock().unwrap().extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    (buf, rx)
+}
+
+/// An HTTP client for tests: any status is an answer, and no call takes longer than 90 s.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(90)))
+        .build()
+        .into()
+}
+
+/// Every process on the machine, as a tree (for a test that timed out).
+pub fn process_tree() -> String {
+    Command::new("ps")
+        .args(["-e", "-o", "pid,ppid,stat,etime,wchan:24,args", "--forest"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(ps failed: {e})"))
+}
+
+/// What one process is doing: its state, each thread's wait channel and its descriptors.
+pub fn process_state(pid: u32) -> String {
+    let mut out = format!("process {pid}:\n");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for l in status.lines().filter(|l| l.starts_with("State") || l.starts_with("Sig")) {
+        out += &format!("  {l}\n");
+    }
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            let p = t.path();
+            let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            let wchan = std::fs::read_to_string(p.join("wchan")).unwrap_or_default();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            let st =
+                stat.rsplit(')').next().unwrap_or("").split_whitespace().next().unwrap_or("?").to_string();
+            out += &format!("  thread {} {} {st} {wchan}\n", t.file_name().to_string_lossy(), comm.trim());
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for f in rd.flatten() {
+            let target = std::fs::read_link(f.path()).map(|t| t.display().to_string()).unwrap_or_default();
+            out += &format!("  fd {} -> {target}\n", f.file_name().to_string_lossy());
+        }
+    }
+    out
+}
+
+/// `Command::output` with a limit: runs `c` with stdout and stderr captured (stdin as the
+/// caller set it) and waits at most `limit` for it to exit and for its output to end. A
+/// command still running then is killed with everything it started, and the test fails
+/// with what the command printed and the process tree at that moment.
+#[track_caller]
+pub fn output_within(c: &mut Command, limit: Duration) -> std::process::Output {
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let what = format!("{c:?}");
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let (out, out_done) = drain(child.stdout.take().unwrap());
+    let (err, err_done) = drain(child.stderr.take().unwrap());
+    let pid = child.id();
+    let (tx, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let until = Instant::now() + limit;
+    let shown = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
+    let status = match exited.recv_timeout(limit) {
+        Ok(st) => st.expect("wait"),
+        Err(_) => {
+            let tree = process_tree();
+            for p in descendants_of(pid).into_iter().chain([pid]) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            panic!(
+                "still running after {limit:?}, killed: {what}\nstdout: {}\nstderr: {}\nprocesses then:\n{tree}",
+                shown(&out),
+                shown(&err)
+            );
+        }
+    };
+    // The command is gone; its output ends unless something it started still holds it open.
+    let grace = until.saturating_duration_since(Instant::now()).max(Duration::from_secs(10));
+    let deadline = Instant::now() + grace;
+    for done in [&out_done, &err_done] {
+        if done.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+            panic!(
+                "exited ({status}) but a process it started still holds its output open: {what}\n\
+                 stdout: {}\nstderr: {}\nprocesses:\n{}",
+                shown(&out),
+                shown(&err),
+                process_tree()
+            );
+        }
+    }
+    let take = |b: Arc<Mutex<Vec<u8>>>| std::mem::take(&mut *b.lock().unwrap());
+    std::process::Output { status, stdout: take(out), stderr: take(err) }
 }
 
 fn must(cmd: &str) {
@@ -310,18 +434,14 @@ impl Sandbox {
         let lp = self.lpexec();
         let mut argv = vec![lp.as_str()];
         argv.extend_from_slice(args);
-        let o = self
-            .command(user, &[], &argv)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("spawn");
+        let o = output_within(self.command(user, &[], &argv).stdin(Stdio::null()), COMMAND_LIMIT);
+        eprint!("{}", String::from_utf8_lossy(&o.stderr));
         (o.status, o.stdout)
     }
 
     /// Runs any program as `user` in the sandbox.
     pub fn run(&self, user: &str, env: &[(&str, &str)], argv: &[&str]) -> Out {
-        let o = self.command(user, env, argv).stdin(Stdio::null()).output().expect("spawn");
+        let o = output_within(self.command(user, env, argv).stdin(Stdio::null()), COMMAND_LIMIT);
         Out {
             status: o.status,
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -372,6 +492,13 @@ impl Sandbox {
     pub fn pty(&self, user: &str, env: &[(&str, &str)], argv: &[&str]) -> Pty {
         let ws = nix::pty::Winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
         let p = nix::pty::openpty(Some(&ws), None).expect("openpty");
+        // openpty's descriptors are inherited across exec: without this, every process another
+        // test starts meanwhile (a provider living for its whole test) would hold this
+        // terminal open, and it would never hang up.
+        for fd in [&p.master, &p.slave] {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+                .expect("cloexec");
+        }
         let mut full_env = vec![("TERM", "xterm")];
         full_env.extend_from_slice(env);
         let mut c = self.command_opts(user, &full_env, argv, true);
@@ -569,11 +696,10 @@ pub fn descendants_of(pid: u32) -> Vec<u32> {
 
 /// Runs a command in a pseudo-terminal (asciinema insists on one) and returns its output.
 pub fn on_a_terminal(cmd: &str) -> (bool, String) {
-    let o = Command::new("script")
-        .args(["-qec", cmd, "/dev/null"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("script");
+    let o = output_within(
+        Command::new("script").args(["-qec", cmd, "/dev/null"]).stdin(Stdio::null()),
+        COMMAND_LIMIT,
+    );
     (o.status.success(), String::from_utf8_lossy(&o.stdout).replace("\r\n", "\n"))
 }
 

@@ -74,12 +74,23 @@ impl Idp {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut line = String::new();
-        out.read_line(&mut line).expect("read the provider's first line");
+        // The first line says where it listens; the rest (the provider logs there too) is
+        // drained, since a full pipe would stop the provider.
+        let (tx, first) = std::sync::mpsc::channel();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = out.read_line(&mut line);
+            let _ = tx.send(line);
+            collect(out, sink);
+        });
+        let line = first.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let state = process_state(child.id());
+            let _ = child.kill();
+            panic!("{script} printed nothing within 30 s\n{}\n{state}", stderr.lock().unwrap())
+        });
         let v: Value = serde_json::from_str(&line)
             .unwrap_or_else(|_| panic!("{script} did not start: {line:?}\n{}", stderr.lock().unwrap()));
-        // Keep draining stdout (the provider logs there too; a closed pipe would kill it).
-        collect(out, stderr.clone());
         Idp {
             child,
             _stdin: stdin,
@@ -93,29 +104,41 @@ impl Idp {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// GET (or POST `body` to) one of the provider's test endpoints; the answer must be 200.
+    #[track_caller]
+    fn fetch(&self, path: &str, body: Option<&str>) -> String {
+        let url = self.url(path);
+        let a = http_agent();
+        let r = match body {
+            Some(b) => a.post(&url).send(b),
+            None => a.get(&url).call(),
+        };
+        let mut r =
+            r.unwrap_or_else(|e| panic!("{url}: {e}\nprovider log:\n{}", self.stderr.lock().unwrap()));
+        let text = r.body_mut().read_to_string().unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(r.status().as_u16(), 200, "{url}: {text}");
+        text
+    }
+
     /// A token signed by this provider's keys (or forged): see server.js `/test/mint`.
     pub fn mint(&self, spec: Value) -> String {
-        let mut r = ureq::post(&self.url("/test/mint")).send(spec.to_string()).expect("mint");
-        let v: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        let v: Value = serde_json::from_str(&self.fetch("/test/mint", Some(&spec.to_string()))).unwrap();
         v["token"].as_str().unwrap().to_string()
     }
 
     /// How often discovery and the JWK set were fetched, etc.
     pub fn stats(&self) -> Value {
-        let mut r = ureq::get(&self.url("/test/stats")).call().expect("stats");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+        serde_json::from_str(&self.fetch("/test/stats", None)).unwrap()
     }
 
     /// The stub's record of poll times (seconds after the device authorization).
     pub fn polls(&self) -> Vec<f64> {
-        let mut r = ureq::get(&self.url("/test/polls")).call().expect("polls");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+        serde_json::from_str(&self.fetch("/test/polls", None)).unwrap()
     }
 
     /// The public JWK set, as served.
     pub fn jwks(&self) -> String {
-        let mut r = ureq::get(&self.url("/jwks")).call().expect("jwks");
-        r.body_mut().read_to_string().unwrap()
+        self.fetch("/jwks", None)
     }
 
     /// Completes (or aborts) a device flow as a person in a browser would.
@@ -127,12 +150,14 @@ impl Idp {
     /// [`Idp::complete`] with extra environment (e.g. `NODE_EXTRA_CA_CERTS` for https).
     #[track_caller]
     pub fn complete_env(&self, user_code: &str, login: &str, action: &str, env: &[(&str, &str)]) {
-        let o = Command::new("node")
-            .envs(env.iter().copied())
-            .arg(idp_dir().join("complete-device.js"))
-            .args([&self.issuer, user_code, login, action])
-            .output()
-            .unwrap();
+        let o = output_within(
+            Command::new("node")
+                .envs(env.iter().copied())
+                .arg(idp_dir().join("complete-device.js"))
+                .args([&self.issuer, user_code, login, action])
+                .stdin(Stdio::null()),
+            Duration::from_secs(60),
+        );
         assert!(
             o.status.success(),
             "completing the device flow failed:\n{}{}",
@@ -271,7 +296,7 @@ pub fn test_pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
          cat leaf.pem ca.pem > server.pem
          chmod 644 ca.pem server.pem"
     );
-    let o = Command::new("sh").arg("-c").arg(&script).output().expect("openssl");
+    let o = output_within(Command::new("sh").arg("-c").arg(&script), COMMAND_LIMIT);
     assert!(o.status.success(), "openssl failed (is it installed?): {}", String::from_utf8_lossy(&o.stderr));
     (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
