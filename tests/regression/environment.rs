@@ -100,13 +100,11 @@ fn cve_2025_32463_nothing_is_loaded_from_roots_the_caller_controls() {
     let src = sb.dir.join("evil.c");
     std::fs::write(&src, format!("#include <stdio.h>\n__attribute__((constructor)) static void f(void) {{ FILE *m = fopen(\"{}\", \"w\"); if (m) fclose(m); }}\n", marker.display())).unwrap();
     let lib = root.join("lib/libnss_evil.so.2");
-    let st = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()
-        .expect("gcc (apt install gcc) is needed to build the bait module");
-    assert!(st.success());
+    let o = output_within(
+        std::process::Command::new("gcc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src),
+        COMMAND_LIMIT,
+    );
+    assert!(o.status.success(), "gcc (apt install gcc) builds the bait module: {o:?}");
     must_sh(&format!("chmod -R a+rX '{}'; chmod 777 '{}'", root.display(), sb.dir.display()));
     let libdir = root.join("lib").display().to_string();
     let o = sb.run(

@@ -57,7 +57,7 @@ fn recordings_directory_swapped_mid_session_does_not_redirect_writes() {
     let elsewhere = sb.dir.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &year).unwrap();
-    let st = child.wait().unwrap();
+    let st = wait_within(&mut child, COMMAND_LIMIT);
     assert!(st.success());
     assert!(sb.files_under(&elsewhere).is_empty(), "the helper wrote through the planted symlink");
     // The recording and its seal stayed where they were opened.

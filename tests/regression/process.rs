@@ -47,7 +47,7 @@ fn sigterm_to_the_front_end_reaches_the_command_and_the_session_is_sealed() {
     let mut child = sb.command(ALICE, &[], &[&sb.lpexec(), "sleep", "30"]).spawn().unwrap();
     wait_for("the command", || descendants_of(child.id()).len() >= 2);
     signal(child.id(), nix::sys::signal::Signal::SIGTERM);
-    let st = child.wait().unwrap();
+    let st = wait_within(&mut child, COMMAND_LIMIT);
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(libc::SIGTERM));
     let id = sb.recordings()[0].file_stem().unwrap().to_str().unwrap().to_string();
     sb.lp("root", &["verify", &id]).assert_code(0);
@@ -60,7 +60,7 @@ fn sigkill_of_the_front_end_leaves_the_session_recorded_to_the_end() {
         sb.command(ALICE, &[], &[&sb.lpexec(), "sh", "-c", "sleep 1; echo finished"]).spawn().unwrap();
     wait_for("the command", || descendants_of(child.id()).len() >= 2);
     child.kill().unwrap();
-    let _ = child.wait();
+    wait_within(&mut child, COMMAND_LIMIT);
     wait_for("the seal", || sb.recordings().first().is_some_and(|c| c.with_extension("json").exists()));
     let cast = sb.recordings()[0].clone();
     assert!(read(&cast).contains("finished"));

@@ -227,11 +227,19 @@ fn real_rsyslog_writes_the_lines_to_auth_log() {
         sb.bin.join("lpexec-helper").display(),
         sb.lpexec()
     );
-    let st = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", &script])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let o = output_within(
+        std::process::Command::new("unshare").args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ]),
+        COMMAND_LIMIT,
+    );
+    assert!(o.status.success(), "{o:?}");
     let until = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let log = std::fs::read_to_string("/var/log/auth.log").unwrap_or_default();

@@ -114,6 +114,31 @@ pub fn process_state(pid: u32) -> String {
     out
 }
 
+/// Waits at most `limit` for a started command to exit. One still running then is killed
+/// with everything it started, and the test fails showing the process tree.
+#[track_caller]
+pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        if Instant::now() >= until {
+            let tree = process_tree();
+            let pid = child.id();
+            for p in descendants_of(pid).into_iter().chain([pid]) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = child.wait();
+            panic!("process {pid} still running after {limit:?}, killed; processes then:\n{tree}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `Command::output` with a limit: runs `c` with stdout and stderr captured (stdin as the
 /// caller set it) and waits at most `limit` for it to exit and for its output to end. A
 /// command still running then is killed with everything it started, and the test fails
@@ -721,4 +746,10 @@ pub fn assert_all_gone(pids: &[u32], what: &str) {
         assert!(Instant::now() < until, "process {p} still runs: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+#[should_panic(expected = "still running after 300ms, killed")]
+fn a_command_past_its_limit_is_killed_and_fails_the_test() {
+    output_within(Command::new("sleep").arg("30"), Duration::from_millis(300));
 }
