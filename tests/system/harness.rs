@@ -114,6 +114,14 @@ pub fn process_state(pid: u32) -> String {
     out
 }
 
+/// SIGKILL to a process and everything it started.
+fn kill_tree(pid: u32) {
+    for p in descendants_of(pid).into_iter().chain([pid]) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// Waits at most `limit` for a started command to exit. One still running then is killed
 /// with everything it started, and the test fails showing the process tree.
 #[track_caller]
@@ -126,12 +134,7 @@ pub fn wait_within(child: &mut std::process::Child, limit: Duration) -> std::pro
         if Instant::now() >= until {
             let tree = process_tree();
             let pid = child.id();
-            for p in descendants_of(pid).into_iter().chain([pid]) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            kill_tree(pid);
             let _ = child.wait();
             panic!("process {pid} still running after {limit:?}, killed; processes then:\n{tree}");
         }
@@ -161,12 +164,7 @@ pub fn output_within(c: &mut Command, limit: Duration) -> std::process::Output {
         Ok(st) => st.expect("wait"),
         Err(_) => {
             let tree = process_tree();
-            for p in descendants_of(pid).into_iter().chain([pid]) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(p as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            kill_tree(pid);
             panic!(
                 "still running after {limit:?}, killed: {what}\nstdout: {}\nstderr: {}\nprocesses then:\n{tree}",
                 shown(&out),
