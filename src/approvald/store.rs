@@ -228,11 +228,16 @@ impl WriteError for Refusal {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
+fn open_connection(path: &Path, flags: rusqlite::OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(conn)
+}
+
+/// The database's schema version (`PRAGMA user_version`; 0 for a new or foreign file).
+fn schema_version(conn: &Connection) -> Result<i64, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
 fn status_of(s: &str) -> Result<Status, StoreError> {
@@ -243,7 +248,7 @@ impl Store {
     /// Opens (creating if needed) and upgrades the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let at = |e: rusqlite::Error| StoreError(format!("cannot use the database {}: {e}", path.display()));
-        let conn = open_connection(path)?;
+        let conn = open_connection(path, rusqlite::OpenFlags::default())?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(at)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError(format!(
@@ -253,7 +258,7 @@ impl Store {
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(at)?;
         migrate(&conn).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
-        let reader = open_connection(path)?;
+        let reader = open_connection(path, rusqlite::OpenFlags::default())?;
         reader.execute_batch("PRAGMA query_only = ON;").map_err(at)?;
         Ok(Store {
             writer: Mutex::new(Group { conn, open: None, members: 0 }),
@@ -316,7 +321,7 @@ impl Store {
     /// Whether the database answers.
     pub fn health(&self) -> Result<(), StoreError> {
         let c = lock(&self.reader);
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let v = schema_version(&c)?;
         let _: i64 =
             c.query_row("SELECT count(*) FROM (SELECT 1 FROM requests LIMIT 1)", [], |r| r.get(0))?;
         if v != SCHEMA_VERSION {
@@ -335,23 +340,23 @@ impl Store {
         expires: i64,
     ) -> Result<Record, StoreError> {
         self.write(|tx| {
-        tx.execute(
-            "INSERT INTO requests (id, status, requester_issuer, requester_iss, requester_sub, requester_email,
-                                   created, expires, request)
-             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                id,
-                requester.issuer,
-                requester.iss,
-                requester.sub,
-                requester.email,
-                created,
-                expires,
-                serde_json::to_string(request)?
-            ],
-        )?;
-        event(tx, created, id, "asked", Some(requester), request.reason.as_deref())?;
-        load(tx, id)?.ok_or_else(|| StoreError("a stored request vanished".into()))
+            tx.execute(
+                "INSERT INTO requests (id, status, requester_issuer, requester_iss, requester_sub,
+                                       requester_email, created, expires, request)
+                 VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    requester.issuer,
+                    requester.iss,
+                    requester.sub,
+                    requester.email,
+                    created,
+                    expires,
+                    serde_json::to_string(request)?
+                ],
+            )?;
+            event(tx, created, id, "asked", Some(requester), request.reason.as_deref())?;
+            load(tx, id)?.ok_or_else(|| StoreError("a stored request vanished".into()))
         })
     }
 
@@ -371,19 +376,20 @@ impl Store {
     /// Pending, unexpired requests, oldest first (at most `limit`).
     pub fn pending(&self, now: i64, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.read(|tx| {
-        let ids: Vec<String> = {
-            let mut st = tx.prepare_cached(
-                "SELECT id FROM requests WHERE status = 'pending' AND expires > ?1 ORDER BY created, id LIMIT ?2",
-            )?;
-            st.query_map(params![now, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(r) = load(tx, &id)? {
-                out.push(r);
+            let ids: Vec<String> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT id FROM requests WHERE status = 'pending' AND expires > ?1
+                     ORDER BY created, id LIMIT ?2",
+                )?;
+                st.query_map(params![now, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = load(tx, &id)? {
+                    out.push(r);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
         })
     }
 
@@ -399,29 +405,30 @@ impl Store {
         sign: impl FnOnce(&Record) -> String,
     ) -> Result<(Record, bool), Refusal> {
         self.write(|tx| {
-        actionable(tx, id, who, now)?;
-        let groups = serde_json::to_string(&who.groups).map_err(StoreError::from)?;
-        let claims = serde_json::to_string(&who.claims).map_err(StoreError::from)?;
-        tx.execute(
-            "INSERT INTO approvals (request_id, issuer, iss, sub, email, groups, claims, time, comment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![id, who.issuer, who.iss, who.sub, who.email, groups, claims, now, comment],
-        )?;
-        event(tx, now, id, "approved", Some(who), comment)?;
-        let mut r = load(tx, id)?.ok_or(Refusal::NotFound)?;
-        debug_assert_eq!(r.status, Status::Pending, "{}", r.id);
-        let issued = r.satisfied();
-        if issued {
-            r.status = Status::Approved;
-            let token = sign(&r);
+            actionable(tx, id, who, now)?;
+            let groups = serde_json::to_string(&who.groups).map_err(StoreError::from)?;
+            let claims = serde_json::to_string(&who.claims).map_err(StoreError::from)?;
             tx.execute(
-                "UPDATE requests SET status = 'approved', token = ?2, decided = ?3 WHERE id = ?1 AND status = 'pending'",
-                params![id, token, now],
+                "INSERT INTO approvals (request_id, issuer, iss, sub, email, groups, claims, time, comment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![id, who.issuer, who.iss, who.sub, who.email, groups, claims, now, comment],
             )?;
-            event(tx, now, id, "token issued", None, None)?;
-            r.token = Some(token);
-        }
-        Ok((r, issued))
+            event(tx, now, id, "approved", Some(who), comment)?;
+            let mut r = load(tx, id)?.ok_or(Refusal::NotFound)?;
+            debug_assert_eq!(r.status, Status::Pending, "{}", r.id);
+            let issued = r.satisfied();
+            if issued {
+                r.status = Status::Approved;
+                let token = sign(&r);
+                tx.execute(
+                    "UPDATE requests SET status = 'approved', token = ?2, decided = ?3
+                     WHERE id = ?1 AND status = 'pending'",
+                    params![id, token, now],
+                )?;
+                event(tx, now, id, "token issued", None, None)?;
+                r.token = Some(token);
+            }
+            Ok((r, issued))
         })
     }
 
@@ -434,17 +441,18 @@ impl Store {
         now: i64,
     ) -> Result<Record, Refusal> {
         self.write(|tx| {
-        actionable(tx, id, who, now)?;
-        tx.execute(
-            "INSERT INTO denials (request_id, iss, sub, email, time, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, who.iss, who.sub, who.email, now, comment],
-        )?;
-        tx.execute(
-            "UPDATE requests SET status = 'denied', decided = ?2 WHERE id = ?1 AND status = 'pending'",
-            params![id, now],
-        )?;
-        event(tx, now, id, "denied", Some(who), comment)?;
-        load(tx, id)?.ok_or(Refusal::NotFound)
+            actionable(tx, id, who, now)?;
+            tx.execute(
+                "INSERT INTO denials (request_id, iss, sub, email, time, comment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, who.iss, who.sub, who.email, now, comment],
+            )?;
+            tx.execute(
+                "UPDATE requests SET status = 'denied', decided = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![id, now],
+            )?;
+            event(tx, now, id, "denied", Some(who), comment)?;
+            load(tx, id)?.ok_or(Refusal::NotFound)
         })
     }
 
@@ -667,12 +675,8 @@ pub struct AuditEvent {
 /// request if given, oldest first.
 pub fn audit(path: &Path, request: Option<&str>, since: i64) -> Result<Vec<AuditEvent>, StoreError> {
     use rusqlite::OpenFlags;
-    let conn =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(|e| StoreError(format!("cannot open the database {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let v: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
+    let conn = open_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let v = schema_version(&conn)
         .map_err(|e| StoreError(format!("cannot read the database {}: {e}", path.display())))?;
     if v != SCHEMA_VERSION {
         return Err(StoreError(format!(
@@ -702,7 +706,7 @@ pub fn audit(path: &Path, request: Option<&str>, since: i64) -> Result<Vec<Audit
 
 /// Brings the schema to [`SCHEMA_VERSION`], refusing a database from a newer build.
 fn migrate(conn: &Connection) -> Result<(), String> {
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    let v = schema_version(conn).map_err(|e| e.to_string())?;
     if v > SCHEMA_VERSION {
         return Err(format!(
             "the database has schema version {v}, newer than this lpexec-approvald understands ({SCHEMA_VERSION}); \

@@ -126,7 +126,7 @@ fn sigstop_of_the_helper_loses_no_output_and_leaves_no_raw_terminal() {
 #[test]
 fn sigstop_of_the_front_end_leaves_the_command_recorded_and_the_status_intact() {
     let sb = sandbox("reg-sigstop-front");
-    let child = sb
+    let mut child = sb
         .command(ALICE, &[], &[&sb.lpexec(), "sh", "-c", "sleep 1; echo finished; exit 3"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -135,9 +135,11 @@ fn sigstop_of_the_front_end_leaves_the_command_recorded_and_the_status_intact() 
     signal(child.id(), nix::sys::signal::Signal::SIGSTOP);
     wait_for("the seal", || sb.recordings().first().is_some_and(|c| c.with_extension("json").exists()));
     signal(child.id(), nix::sys::signal::Signal::SIGCONT);
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(3));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "finished\n");
+    // One short line: it fits the pipe, so waiting before reading cannot block the command.
+    assert_eq!(wait_within(&mut child, COMMAND_LIMIT).code(), Some(3));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout, "finished\n");
     let id = sb.recordings()[0].file_stem().unwrap().to_str().unwrap().to_string();
     sb.lp("root", &["verify", &id]).assert_code(0);
 }

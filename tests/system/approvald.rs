@@ -37,6 +37,11 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lpexec-approvald")
 }
 
+/// Runs `lpexec-approvald --config CONFIG ARGS` to completion (bounded, output captured).
+fn run_approvald(config: &Path, args: &[&str]) -> std::process::Output {
+    output_within(Command::new(bin()).arg("--config").arg(config).args(args), COMMAND_LIMIT)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -66,7 +71,7 @@ impl Approvald {
             d = dir.display()
         );
         std::fs::write(&config, text).unwrap();
-        let o = output_within(Command::new(bin()).arg("keygen").arg("--config").arg(&config), COMMAND_LIMIT);
+        let o = run_approvald(&config, &["keygen"]);
         assert!(o.status.success(), "keygen failed: {}", String::from_utf8_lossy(&o.stderr));
         let public_key = String::from_utf8(o.stdout).unwrap().trim().to_string();
         assert!(public_key.starts_with("ed25519:"), "{public_key}");
@@ -506,10 +511,7 @@ fn approvald_pending_requests_expire() {
     let (s, _) = act(&a, &bob, &w.id, "deny", Some("too late"));
     assert_eq!(s, 409);
     let audit = |args: &[&str]| {
-        let o = output_within(
-            Command::new(bin()).arg("--config").arg(a.config_path()).arg("audit").args(args),
-            COMMAND_LIMIT,
-        );
+        let o = run_approvald(a.config_path(), &[&["audit"], args].concat());
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8(o.stdout).unwrap()
     };
@@ -524,10 +526,7 @@ fn approvald_pending_requests_expire() {
     assert_eq!(table.lines().filter(|l| l.contains(" asked ")).count(), 2, "{table}");
     assert!(table.lines().all(|l| l.starts_with("20")), "{table}");
     assert!(audit(&["--since", "2100-01-01"]).is_empty());
-    let o = output_within(
-        Command::new(bin()).arg("--config").arg(a.config_path()).args(["audit", "--request", "x; DROP"]),
-        COMMAND_LIMIT,
-    );
+    let o = run_approvald(a.config_path(), &["audit", "--request", "x; DROP"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not a request id"));
 }
 
@@ -748,18 +747,17 @@ fn approvald_keygen_refuses_overwrite_and_service_refuses_a_readable_key() {
     let idp = Idp::start(&[]);
     let mut a = Approvald::start(&idp);
     let key = a.dir().join("signing.key");
-    let o = output_within(Command::new(bin()).args(["keygen", "--out"]).arg(&key), COMMAND_LIMIT);
+    let o = run_approvald(a.config_path(), &["keygen", "--out", key.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to overwrite"), "{o:?}");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let o =
-        output_within(Command::new(bin()).arg("check").arg("--config").arg(a.config_path()), COMMAND_LIMIT);
+    let o = run_approvald(a.config_path(), &["check"]);
     assert!(o.status.success(), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stdout).contains(a.public_key()), "{o:?}");
     a.kill9();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let o = output_within(Command::new(bin()).arg("--config").arg(a.config_path()), COMMAND_LIMIT);
+    let o = run_approvald(a.config_path(), &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("has mode 0644") && e.contains("chmod 600"), "{e}");
@@ -767,7 +765,7 @@ fn approvald_keygen_refuses_overwrite_and_service_refuses_a_readable_key() {
     let bad = a.dir().join("bad.toml");
     std::fs::write(&bad, std::fs::read_to_string(a.config_path()).unwrap() + "request_tll = \"1h\"\n")
         .unwrap();
-    let o = output_within(Command::new(bin()).arg("check").arg("--config").arg(&bad), COMMAND_LIMIT);
+    let o = run_approvald(&bad, &["check"]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.toml:") && e.contains("unknown field `request_tll`"), "{e}");
